@@ -1,0 +1,1 @@
+"""Lightning tasks, each runnable as ``python -m tasks.<name> fit|validate|test|predict``."""
