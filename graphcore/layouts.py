@@ -1,0 +1,179 @@
+r"""Derived graph layouts, computed on first use and cached on the graph.
+
+Every edge-domain value in graphcore lives in one **canonical edge order**: all relations'
+edges concatenated in relation-id order, then stably sorted by ``(etype, dst)``. Relations are
+therefore contiguous segments (``rel_ptr``), which the GEMM template walks segment by segment,
+and edges into one destination are contiguous inside each relation.
+
+Other orders are *maps into* the canonical one:
+
+* ``csr_perm`` lists canonical edge positions sorted by destination (all relations), with
+  ``dst_ptr`` the CSR row pointer; a traversal over destinations reads it.
+* :class:`CompactMap` ``unique_src`` holds the distinct ``(etype, src)`` pairs, sorted like
+  ``torch.unique(stack([etype, src]), dim=1)``, and the per-edge ``inverse`` index into them.
+  A value that depends only on ``(src, etype)``, such as :math:`h_u W_r`, is computed once
+  per pair (``|U|`` rows) instead of once per edge (``|E|`` rows): compact materialization.
+* ``unique_dst`` is the same over ``(etype, dst)`` pairs (aggregate-first for RGCN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from graphcore.graph import HeteroGraph
+
+
+def segment_ptr(sorted_ids: Tensor, num_segments: int) -> Tensor:
+    """Row pointer ``[num_segments + 1]`` of a sorted id vector (CSR ``indptr``)."""
+    counts = torch.bincount(sorted_ids, minlength=num_segments)
+    ptr = torch.zeros(num_segments + 1, dtype=torch.int64, device=sorted_ids.device)
+    torch.cumsum(counts, 0, out=ptr[1:])
+    return ptr
+
+
+@dataclass(frozen=True)
+class CompactMap:
+    """Distinct ``(etype, node)`` pairs of the edges and the per-edge index into them.
+
+    Attributes:
+        node: ``[U]`` global node id of each pair.
+        etype: ``[U]`` relation id of each pair (non-decreasing).
+        inverse: ``[E]`` pair index of each canonical edge.
+        rel_ptr: ``[R + 1]`` segment pointer of the pairs by relation.
+    """
+
+    node: Tensor
+    etype: Tensor
+    inverse: Tensor
+    rel_ptr: Tensor
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.node.numel())
+
+
+class Layout:
+    """Lazily computed layouts of one :class:`~graphcore.graph.HeteroGraph` (see module doc)."""
+
+    def __init__(self, graph: HeteroGraph):
+        self.graph = graph
+        self.num_nodes = graph.num_nodes()
+        self.num_edges = graph.num_edges()
+        self.num_relations = graph.num_relations
+        self.num_node_types = graph.num_node_types
+        self.device = graph.device
+
+    # ------------------------------------------------------------------ nodes
+    @cached_property
+    def node_offsets(self) -> Tensor:
+        """``[T + 1]`` global id of the first node of each type (and the total)."""
+        counts = torch.tensor([self.graph.num_nodes(t) for t in self.graph.node_types], dtype=torch.int64)
+        offsets = torch.zeros(len(counts) + 1, dtype=torch.int64)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        return offsets.to(self.device)
+
+    @cached_property
+    def node_type(self) -> Tensor:
+        """``[N]`` type id of every global node."""
+        counts = self.node_offsets.diff()
+        return torch.repeat_interleave(torch.arange(len(counts), device=self.device), counts)
+
+    @cached_property
+    def rel_src_type(self) -> Tensor:
+        """``[R]`` source node-type id of each relation."""
+        index = {t: i for i, t in enumerate(self.graph.node_types)}
+        return torch.tensor([index[s] for s, _, _ in self.graph.relations], dtype=torch.int64, device=self.device)
+
+    @cached_property
+    def rel_dst_type(self) -> Tensor:
+        """``[R]`` destination node-type id of each relation."""
+        index = {t: i for i, t in enumerate(self.graph.node_types)}
+        return torch.tensor([index[d] for _, _, d in self.graph.relations], dtype=torch.int64, device=self.device)
+
+    # ------------------------------------------------------------------ canonical edges
+    @cached_property
+    def _canonical(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        offsets = self.node_offsets.tolist()
+        types = {t: i for i, t in enumerate(self.graph.node_types)}
+        srcs, dsts, etypes = [], [], []
+        for r, (s, _, d) in enumerate(self.graph.relations):
+            index = self.graph.edge_index((s, _, d))
+            srcs.append(index[0] + offsets[types[s]])
+            dsts.append(index[1] + offsets[types[d]])
+            etypes.append(torch.full((index.size(1),), r, dtype=torch.int64, device=self.device))
+        empty = torch.zeros(0, dtype=torch.int64, device=self.device)
+        src = torch.cat(srcs) if srcs else empty
+        dst = torch.cat(dsts) if dsts else empty
+        etype = torch.cat(etypes) if etypes else empty
+        perm = torch.sort(etype * max(self.num_nodes, 1) + dst, stable=True).indices
+        return src[perm], dst[perm], etype[perm], perm
+
+    @property
+    def src(self) -> Tensor:
+        """``[E]`` global source id of each canonical edge."""
+        return self._canonical[0]
+
+    @property
+    def dst(self) -> Tensor:
+        """``[E]`` global destination id of each canonical edge."""
+        return self._canonical[1]
+
+    @property
+    def etype(self) -> Tensor:
+        """``[E]`` relation id of each canonical edge (non-decreasing)."""
+        return self._canonical[2]
+
+    @property
+    def edge_perm(self) -> Tensor:
+        """``[E]`` position of each canonical edge in the relation-by-relation input order."""
+        return self._canonical[3]
+
+    @cached_property
+    def rel_ptr(self) -> Tensor:
+        """``[R + 1]`` segment pointer of the canonical edges by relation."""
+        return segment_ptr(self.etype, self.num_relations)
+
+    # ------------------------------------------------------------------ CSR by destination
+    @cached_property
+    def csr_perm(self) -> Tensor:
+        """``[E]`` canonical edge positions sorted by destination (stable)."""
+        return torch.sort(self.dst, stable=True).indices
+
+    @cached_property
+    def dst_ptr(self) -> Tensor:
+        """``[N + 1]`` CSR row pointer over ``csr_perm``."""
+        return segment_ptr(self.dst[self.csr_perm], self.num_nodes)
+
+    @cached_property
+    def in_degree(self) -> Tensor:
+        """``[N]`` number of incoming edges per node (all relations)."""
+        return self.dst_ptr.diff()
+
+    # ------------------------------------------------------------------ compact maps
+    def _compact(self, node: Tensor) -> CompactMap:
+        n = max(self.num_nodes, 1)
+        keys, inverse = torch.unique(self.etype * n + node, sorted=True, return_inverse=True)
+        etype = keys // n
+        return CompactMap(node=keys % n, etype=etype, inverse=inverse,
+                          rel_ptr=segment_ptr(etype, self.num_relations))
+
+    @cached_property
+    def unique_src(self) -> CompactMap:
+        """Distinct ``(etype, src)`` pairs (see :class:`CompactMap`)."""
+        return self._compact(self.src)
+
+    @cached_property
+    def unique_dst(self) -> CompactMap:
+        """Distinct ``(etype, dst)`` pairs (see :class:`CompactMap`)."""
+        return self._compact(self.dst)
+
+    @cached_property
+    def dst_etype_count(self) -> Tensor:
+        """``[E]`` size of each edge's ``(dst, etype)`` group: the per-relation in-degree."""
+        pairs = self.unique_dst
+        return torch.bincount(pairs.inverse, minlength=pairs.num_pairs)[pairs.inverse]
