@@ -1,0 +1,102 @@
+"""Command line of ``python -m tasks.tabsim``.
+
+* ``fit | validate | test | predict``: :class:`~lightning.pytorch.cli.LightningCLI` over
+  :class:`TabSimModule` and :class:`TabSimDataModule` (the data module's sizes are linked to
+  the model's).
+* ``score A B``: prints the calibrated similarity of two table files (CSV, TSV, HTML, Markdown).
+* ``search --corpus tables.jsonl --query q.csv -k 5``: embeds the corpus once and prints the
+  ``k`` nearest tables by embedding distance, with their calibrated scores.
+
+``score`` and ``search`` use ``--ckpt`` (default: the small model trained on the bundled corpus,
+:data:`~tasks.tabsim.scorer.PRETRAINED`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lightning.pytorch.cli import LightningCLI
+
+from datasets.tables import BUNDLED_TABLES, TableError, load_tables, read_table
+from tasks.tabsim.data import TabSimDataModule
+from tasks.tabsim.module import TabSimModule
+from tasks.tabsim.scorer import PRETRAINED, Scorer
+
+TOOLS = ("score", "search")
+
+
+class TabSimCLI(LightningCLI):
+    """LightningCLI with the encoder sizes of data and model linked."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        for name in ("vocab_size", "n_buckets", "max_rows", "max_cols"):
+            parser.link_arguments(f"data.{name}", f"model.{name}")
+
+
+def _tool_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tasks.tabsim", description="Score or search tables with a "
+                                     "trained TabSim model (train one with `python -m tasks.tabsim fit`).")
+    sub = parser.add_subparsers(dest="tool", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--ckpt", default=str(PRETRAINED), help="model checkpoint (.ckpt or .ckpt.gz; default: "
+                        "the model trained on the bundled PMC corpus)")
+    common.add_argument("--format", dest="fmt", choices=["csv", "tsv", "html", "markdown"],
+                        help="table file format (default: from the file suffix)")
+    common.add_argument("--header-rows", type=int, default=1, help="header rows of CSV/TSV files (default 1)")
+    common.add_argument("--encoding", default="utf-8", help="text encoding of table files (default utf-8)")
+    common.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                        help="undecodable bytes: 'strict' stops with an error, 'replace' substitutes U+FFFD")
+    score = sub.add_parser("score", parents=[common], help="print the similarity of two tables")
+    score.add_argument("a", help="first table file")
+    score.add_argument("b", help="second table file")
+    score.add_argument("--caption-a", help="caption of the first table (overrides one in the file)")
+    score.add_argument("--caption-b", help="caption of the second table (overrides one in the file)")
+    search = sub.add_parser("search", parents=[common], help="top-k tables of a corpus nearest to a query table")
+    search.add_argument("--corpus", default=str(BUNDLED_TABLES), help="JSONL table file (default: bundled corpus)")
+    search.add_argument("--query", required=True, help="query table file")
+    search.add_argument("--query-caption", help="caption of the query (overrides one in the file)")
+    search.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    return parser
+
+
+def _read(path: str, caption: str | None, args: argparse.Namespace):
+    return read_table(path, caption, fmt=args.fmt, header_rows=args.header_rows, encoding=args.encoding,
+                      errors=args.errors)
+
+
+def tools_main(argv: Sequence[str]) -> int:
+    """Run ``score`` or ``search``; returns the exit status (2 with a message on bad input)."""
+    args = _tool_parser().parse_args(list(argv))
+    try:
+        scorer = Scorer.load(args.ckpt)
+        if args.tool == "score":
+            a, b = _read(args.a, args.caption_a, args), _read(args.b, args.caption_b, args)
+            value = scorer.score(a, b)
+            verdict = "similar" if value >= scorer.threshold else "not similar"
+            print(f"{value:.4f}  {verdict} (threshold {scorer.threshold:.4f})")
+            return 0
+        query = _read(args.query, args.query_caption, args)
+        tables = list(load_tables(args.corpus).values())
+        corpus = scorer.encode(tables)
+        emb = scorer.embed(corpus, progress=True)
+        print(f"{'rank':>4}  {'distance':>8}  {'score':>6}  table_id  caption")
+        for rank, hit in enumerate(scorer.search(corpus, emb, query, args.k), start=1):
+            t = tables[hit.index]
+            caption = t.caption if len(t.caption) <= 70 else t.caption[:69] + "…"
+            print(f"{rank:>4}  {hit.distance:8.4f}  {hit.score:6.4f}  {t.table_id}  {caption}")
+        return 0
+    except (TableError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def cli_main(args: Sequence[str] | None = None) -> None:
+    """Entry point: ``score``/``search`` tools, else LightningCLI (``fit``, ``test``, ...)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in TOOLS:
+        raise SystemExit(tools_main(argv))
+    TabSimCLI(TabSimModule, TabSimDataModule, args=argv, trainer_defaults={"max_epochs": 20},
+              parser_kwargs={"description": "Table similarity (TabSim). Subcommands fit/validate/test/predict "
+                             "train and evaluate; `score A B` and `search --query Q` use a trained model "
+                             "(see `python -m tasks.tabsim score --help`)."})

@@ -1,0 +1,133 @@
+"""A trained model ready to use: score table pairs, embed a corpus once, search it.
+
+:class:`Scorer` wraps a :class:`~tasks.tabsim.module.TabSimModule` checkpoint (plain or gzip
+-compressed) and its :class:`~tasks.tabsim.encode.TableEncoder`. Embeddings are computed once per
+table; scoring a pair then costs only the Siamese head and the lexical features.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from datasets.tables import Table
+from tasks.tabsim.encode import EncodedTable, collate_chunks, size_order
+from tasks.tabsim.lexical import LexicalModel
+from tasks.tabsim.model import TableEmbedding
+from tasks.tabsim.module import TabSimModule
+
+#: a small model trained on the bundled PMC corpus (``python benchmarks/tabsim_eval.py --export``).
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "pmc_tabsim.ckpt.gz"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: position in the corpus, embedding distance, calibrated score."""
+
+    index: int
+    distance: float
+    score: float
+
+
+class Scorer:
+    """Calibrated similarity of tables with a trained model.
+
+    Args:
+        module: a trained module with an attached encoder.
+
+    Raises:
+        ValueError: the module carries no encoder (it was never fitted).
+    """
+
+    def __init__(self, module: TabSimModule):
+        if module.encoder is None:
+            raise ValueError("this TabSimModule has no TableEncoder: load a checkpoint written by "
+                             "`python -m tasks.tabsim fit`, or attach() the data module's encoder")
+        self.module = module.eval().cpu()
+        self.net = self.module.net
+        self.encoder = module.encoder
+
+    @classmethod
+    def load(cls, path: str | Path = PRETRAINED) -> Scorer:
+        """Load a checkpoint (``.ckpt`` or ``.ckpt.gz``).
+
+        Raises:
+            ValueError: no file at ``path``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"no model checkpoint at {path}. Train one with `python -m tasks.tabsim fit` and pass "
+                             "its checkpoint (lightning_logs/version_N/checkpoints/*.ckpt) with --ckpt")
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        module = TabSimModule.load_from_checkpoint(io.BytesIO(data), map_location="cpu", weights_only=False)
+        return cls(module)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold chosen on validation (score >= threshold means similar)."""
+        return float(self.net.calibration.threshold)
+
+    def encode(self, tables: Sequence[Table]) -> list[EncodedTable]:
+        """Encode tables (warns for tables above the size cap)."""
+        return [self.encoder.encode(t) for t in tables]
+
+    @torch.no_grad()
+    def embed(self, encoded: Sequence[EncodedTable], batch_tables: int = 256, progress: bool = False) -> TableEmbedding:
+        """Embeddings of ``encoded``, in input order, computed in batches of similar-size tables."""
+        order = size_order(encoded, range(len(encoded)))
+        parts = []
+        for start in tqdm(range(0, len(order), batch_tables), desc="embedding tables", unit="batch",
+                          disable=not progress):
+            chunk = [encoded[i] for i in order[start:start + batch_tables]]
+            parts.append(self.net.embed(collate_chunks(chunk)))
+        emb = TableEmbedding(*(torch.cat(field) for field in zip(*parts)))
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return TableEmbedding(*(field[inverse] for field in emb))
+
+    @torch.no_grad()
+    def score_embedded(self, encoded: Sequence[EncodedTable], emb: TableEmbedding,
+                       pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Calibrated scores of ``pairs`` (indices into ``encoded``/``emb``), embeddings precomputed."""
+        if not pairs:
+            return np.zeros(0)
+        a = torch.tensor([i for i, _ in pairs])
+        b = torch.tensor([j for _, j in pairs])
+        lexical = torch.tensor([LexicalModel.features(encoded[i].profile, encoded[j].profile) for i, j in pairs],
+                               dtype=torch.float32)
+        logits = self.net.pair_logits(TableEmbedding(*(f[a] for f in emb)), TableEmbedding(*(f[b] for f in emb)),
+                                      lexical)
+        return self.net.calibration(logits).numpy().astype(np.float64)
+
+    def score(self, a: Table, b: Table) -> float:
+        """Calibrated similarity in [0, 1]; symmetric, and largest for identical tables."""
+        encoded = self.encode([a, b])
+        emb = [self.embed([e]) for e in encoded]  # one at a time: no padding shared between a and b
+        both = TableEmbedding(*(torch.cat(f) for f in zip(*emb)))
+        return float(self.score_embedded(encoded, both, [(0, 1)])[0])
+
+    def search(self, corpus: Sequence[EncodedTable], corpus_emb: TableEmbedding, query: Table, k: int = 5) -> list[Hit]:
+        """The ``k`` corpus tables nearest to ``query`` by embedding distance, with their scores.
+
+        Raises:
+            ValueError: ``k < 1`` or an empty corpus.
+        """
+        if k < 1 or not corpus:
+            raise ValueError(f"search needs k >= 1 and a non-empty corpus (k={k}, corpus of {len(corpus)})")
+        q_enc = self.encode([query])[0]
+        q_emb = self.embed([q_enc])
+        dist = torch.cdist(q_emb.joint, corpus_emb.joint)[0]
+        top = torch.topk(dist, min(k, len(corpus)), largest=False)
+        idx = top.indices.tolist()
+        both = [*corpus, q_enc]
+        emb = TableEmbedding(*(torch.cat([c, q]) for c, q in zip(corpus_emb, q_emb)))
+        scores = self.score_embedded(both, emb, [(len(corpus), i) for i in idx])
+        return [Hit(i, float(d), float(s)) for i, d, s in zip(idx, top.values.tolist(), scores)]
