@@ -67,6 +67,7 @@ class Layout:
         self.num_relations = graph.num_relations
         self.num_node_types = graph.num_node_types
         self.device = graph.device
+        self._group_csr: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
 
     # ------------------------------------------------------------------ nodes
     @cached_property
@@ -177,3 +178,52 @@ class Layout:
         """``[E]`` size of each edge's ``(dst, etype)`` group: the per-relation in-degree."""
         pairs = self.unique_dst
         return torch.bincount(pairs.inverse, minlength=pairs.num_pairs)[pairs.inverse]
+
+    # ------------------------------------------------------------------ named access for the compiler
+    def rows(self, domain: str) -> int:
+        """Number of rows of a level-1 domain (``node``, ``edge``, ``usrc``, ``udst``, ``ntype``, ``etype``)."""
+        return {"node": self.num_nodes, "edge": self.num_edges, "usrc": self.unique_src.num_pairs,
+                "udst": self.unique_dst.num_pairs, "ntype": self.num_node_types,
+                "etype": self.num_relations}[domain]
+
+    def index(self, name: str) -> Tensor:
+        """The index vector of a level-1 index map (see ``codegen.ir.values.INDEX_MAPS``)."""
+        return {
+            "src": lambda: self.src, "dst": lambda: self.dst, "etype": lambda: self.etype,
+            "ntype": lambda: self.node_type,
+            "usrc_node": lambda: self.unique_src.node, "usrc_inv": lambda: self.unique_src.inverse,
+            "usrc_etype": lambda: self.unique_src.etype,
+            "udst_node": lambda: self.unique_dst.node, "udst_inv": lambda: self.unique_dst.inverse,
+            "udst_etype": lambda: self.unique_dst.etype,
+            "rel_src_type": lambda: self.rel_src_type, "rel_dst_type": lambda: self.rel_dst_type,
+        }[name]()
+
+    def ptr(self, name: str) -> Tensor:
+        """A type-segment pointer: ``node_ptr``, ``rel_ptr``, ``usrc_ptr`` or ``udst_ptr``."""
+        return {"node_ptr": lambda: self.node_offsets, "rel_ptr": lambda: self.rel_ptr,
+                "usrc_ptr": lambda: self.unique_src.rel_ptr, "udst_ptr": lambda: self.unique_dst.rel_ptr}[name]()
+
+    def group_csr(self, index_name: str, num_groups: int) -> tuple[Tensor, Tensor]:
+        """Rows grouped by the value of an index vector: ``(ptr [G + 1], rows [len])``.
+
+        ``rows[ptr[g]:ptr[g + 1]]`` are the positions ``i`` with ``index[i] == g``, ascending, so
+        a reduction over each group can run in a fixed order without atomics.
+        """
+        key = (index_name, num_groups)
+        if key not in self._group_csr:
+            if index_name == "dst":
+                self._group_csr[key] = (self.dst_ptr, self.csr_perm)
+            else:
+                index = self.index(index_name)
+                order = torch.sort(index, stable=True).indices
+                self._group_csr[key] = (segment_ptr(index[order], num_groups), order)
+        return self._group_csr[key]
+
+    def constant(self, name: str) -> Tensor:
+        """Graph constants of the IR (``inv_in_degree``, ``inv_udst_count``) as float64 ``[rows]``."""
+        if name == "inv_in_degree":
+            return 1.0 / self.in_degree.clamp(min=1).double()
+        if name == "inv_udst_count":
+            pairs = self.unique_dst
+            return 1.0 / torch.bincount(pairs.inverse, minlength=pairs.num_pairs).clamp(min=1).double()
+        raise KeyError(f"unknown graph constant {name!r}")

@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codegen.errors import GraphError
-from graphcore import segment
+from graphcore import elementwise, segment
 
 if TYPE_CHECKING:
     from graphcore.graph import HeteroGraph
 
 TypeKey = Literal["ntype", "etype"]
 EWISE_OPS = ("add", "sub", "mul", "div")
-UNARY_OPS = ("relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "exp", "neg", "dropout", "identity")
+UNARY_OPS = ("relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "exp", "neg", "identity")
 
 
 def traceable(kind: str) -> Callable[[Callable], Callable]:
@@ -217,23 +217,12 @@ def ewise(op: str, a: Tensor | float, b: Tensor | float) -> Tensor:
 @traceable("unary")
 def unary(op: str, x: Tensor, *, negative_slope: float = 0.01, alpha: float = 1.0, p: float = 0.5,
           training: bool = True) -> Tensor:
-    """Elementwise activation (``relu``, ``leaky_relu``, ``elu``, ``gelu``, ``sigmoid``,
-    ``tanh``, ``exp``, ``neg``, ``identity``) or ``dropout``."""
-    if op == "relu":
-        return F.relu(x)
-    if op == "leaky_relu":
-        return F.leaky_relu(x, negative_slope)
-    if op == "elu":
-        return F.elu(x, alpha)
-    if op == "gelu":
-        return F.gelu(x)
-    if op in ("sigmoid", "tanh", "exp", "neg"):
-        return getattr(torch, op)(x)
+    """Elementwise activation (one of ``UNARY_OPS``) or ``dropout``."""
     if op == "dropout":
         return F.dropout(x, p, training)
-    if op == "identity":
-        return x
-    raise GraphError(f"unary: op must be one of {UNARY_OPS}, got {op!r}")
+    if op in UNARY_OPS:
+        return elementwise.activation(op, x, negative_slope, alpha)
+    raise GraphError(f"unary: op must be one of {UNARY_OPS} or 'dropout', got {op!r}")
 
 
 @traceable("reshape")

@@ -1,0 +1,27 @@
+"""Common-subexpression elimination: one op per distinct (kind, inputs, attrs).
+
+Random ops (``dropout_mask``) are never merged: two masks are two draws.
+"""
+from __future__ import annotations
+
+from codegen.ir.program import OpKind, Program, rebuild
+from codegen.ir.values import Value
+from codegen.passes.context import PassContext
+
+
+def run(program: Program, ctx: PassContext) -> Program:
+    seen: dict[tuple, Value] = {}
+    mapping: dict[int, Value] = {}
+    kept = []
+    for op in program.ops:
+        inputs = tuple(mapping.get(v.id, v).id for v in op.inputs)
+        key = (op.kind, inputs, op.attrs)
+        if op.kind not in (OpKind.DROPOUT_MASK, OpKind.FUSED) and key in seen:
+            mapping[op.out.id] = seen[key]
+            continue
+        seen[key] = op.out
+        kept.append(op)
+    if not mapping:
+        return program
+    ctx.note("cse", f"merged {len(mapping)} duplicate ops")
+    return rebuild(program, kept, mapping)
