@@ -40,10 +40,10 @@ def _typed_outer(op: Op, x: Tensor, dy: Tensor, layout: Layout) -> Tensor:
     return out.transpose(-1, -2) if op.attr("transpose_w", False) else out
 
 
-def sum_to(x: Tensor, domain: Domain, target: Domain, shape: tuple[int, ...]) -> Tensor:
-    """Sum broadcast row axes of ``x`` down to ``shape`` (and all rows, if ``target`` is scalar)."""
-    has_rows = domain != Domain.SCALAR
-    if has_rows and target == Domain.SCALAR:
+def sum_to(x: Tensor, shape: tuple[int, ...], has_rows: bool, keep_rows: bool) -> Tensor:
+    """Sum broadcast axes of ``x`` down to row shape ``shape``; with ``has_rows`` the first axis
+    is the row axis, summed away unless ``keep_rows`` (the gradient of a broadcast operand)."""
+    if has_rows and not keep_rows:
         x, has_rows = x.sum(0), False
     lead = 1 if has_rows else 0
     extra = x.dim() - lead - len(shape)
@@ -85,7 +85,8 @@ def run_op(op: Op, args: Sequence[Tensor], layout: Layout, generator: torch.Gene
             return args[0].reshape(out.shape)
         return args[0].reshape(args[0].size(0), *out.shape)
     if kind == OpKind.SUM_TO:
-        return sum_to(args[0], op.inputs[0].domain, op.out.domain, op.out.shape)
+        return sum_to(args[0], op.out.shape, has_rows=op.inputs[0].domain != Domain.SCALAR,
+                      keep_rows=op.out.domain != Domain.SCALAR)
     if kind == OpKind.CONST:
         return torch.tensor(op.attr("value"), dtype=getattr(torch, op.out.dtype), device=layout.device)
     if kind == OpKind.GRAPH_CONST:

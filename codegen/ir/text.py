@@ -38,3 +38,62 @@ def format_program(program: Program, title: str = "program") -> str:
     lines.append("  return " + ", ".join(str(v) for v in program.outputs))
     lines.append("}")
     return "\n".join(lines)
+
+
+def _access(a) -> str:
+    where = {"row": "i", "member": "m", "global": "0"}[a.base]
+    for name in a.chain:
+        where = f"{name}[{where}]"
+    return f"{a.buffer}[{where}]"
+
+
+def _stmt(s, indent: str) -> str:
+    from codegen.ir.kernel import Loop
+
+    if isinstance(s, Loop):
+        inner = "\n".join(_stmt(x, indent + "  ") for x in s.body)
+        return f"{indent}for m in members(i) {{\n{inner}\n{indent}}}"
+    attrs = {k: v for k, v in s.attrs}
+    access = attrs.pop("access", None)
+    extra = ", ".join(f"{k}={v}" for k, v in attrs.items())
+    shape = "x".join(str(d) for d in s.shape) or "1"
+    if s.op == "load":
+        return f"{indent}{s.out}[{shape}] = {_access(access)}"
+    if s.op == "store":
+        arrow = "+=" if attrs.get("mode") == "add" or access.chain else "="
+        return f"{indent}{_access(access)} {arrow} {s.args[0]}"
+    if s.op == "reduce":
+        return f"{indent}{s.out} {attrs['fn']}= {s.args[0]}"
+    return f"{indent}{s.out}[{shape}] = {s.op}[{extra}]({', '.join(s.args)})"
+
+
+def format_kernels(program) -> str:
+    """Level-2 specs as text: buffers, then each kernel's fields and body."""
+    from codegen.ir.kernel import GemmSpec
+
+    lines = ["buffers:"]
+    for b in program.buffers:
+        dims = "x".join(str(s) for s in b.shape) or "1"
+        lines.append(f"  {b.name}: {b.domain}[{dims}] {b.dtype} ({b.role})")
+    lines.append(f"inputs: {', '.join(program.inputs)}; params: {', '.join(program.params)}; "
+                 f"outputs: {', '.join(program.outputs)}")
+    if program.random:
+        lines.append("random: " + ", ".join(f"{n} (dropout p={p})" for n, p in program.random))
+    for k in program.kernels:
+        lines.append("")
+        if isinstance(k, GemmSpec):
+            head = (f"GemmSpec {k.name}: mode={k.mode} rows={k.rows} segments={k.segments} heads={k.heads} "
+                    f"k={k.k} n={k.n} transpose_b={k.transpose_b} accumulate={k.accumulate} tile={k.tile}")
+            if k.mode == "dense":
+                head += f" batch={k.batch} m={k.m} strides={k.strides}"
+            lines.append(head)
+            lines.append(f"  A = {_access(k.a)}   B = {_access(k.b)}   C = {_access(k.c)}")
+            for s in k.epilogue:
+                lines.append(_stmt(s, "  "))
+            if k.epilogue:
+                lines.append(f"  store {k.result}")
+        else:
+            lines.append(f"TraversalSpec {k.name}: rows={k.rows} group_by={k.group_by} members={k.members}")
+            for s in k.body:
+                lines.append(_stmt(s, "  "))
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Runs a compiled plan: draws dropout masks, calls the backend, and wires backward into autograd.
+
+Training uses one :class:`torch.autograd.Function`: its forward runs the forward kernels and
+saves what the partition chose to save; its backward runs the backward kernels. Inference runs
+the forward-only plan with no autograd bookkeeping.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from codegen import backends
+from codegen.ir.kernel import KernelProgram
+from codegen.ir.values import Domain
+from codegen.passes.pipeline import Plan
+from graphcore.layouts import Layout
+
+
+class PlanRunner:
+    """A :class:`Plan` built for one graph with one backend."""
+
+    def __init__(self, plan: Plan, layout: Layout, backend: str, grad_inputs: tuple[bool, ...], num_outputs: int,
+                 param_names: list[str]):
+        self.plan, self.layout, self.param_names = plan, layout, param_names
+        self.forward = backends.build(backend, plan.forward, layout)
+        self.backward = backends.build(backend, plan.backward, layout) if plan.backward is not None else None
+        self.grad_inputs, self.num_outputs = grad_inputs, num_outputs
+
+    def draw(self, program: KernelProgram, like: Tensor) -> dict[str, Tensor]:
+        """Dropout masks (values 0 or 1/(1-p)) from torch's RNG, so seeding works as usual."""
+        masks = {}
+        for name, p in program.random:
+            buf = program.buffer(name)
+            rows = () if buf.domain == Domain.SCALAR else (self.layout.rows(str(buf.domain)),)
+            keep = torch.rand((*rows, *buf.shape), dtype=like.dtype, device=like.device) >= p
+            masks[name] = keep.to(like.dtype) / (1.0 - p)
+        return masks
+
+    def infer(self, inputs: list[Tensor], params: list[Tensor]) -> list[Tensor]:
+        return self.forward.run(inputs, params, self.draw(self.plan.forward, inputs[0]))[: self.num_outputs]
+
+    def apply(self, inputs: list[Tensor], params: list[Tensor]) -> tuple[Tensor, ...]:
+        return _CompiledFunction.apply(self, len(inputs), *inputs, *params)
+
+
+class _CompiledFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runner: PlanRunner, num_inputs: int, *tensors: Tensor):
+        inputs, params = list(tensors[:num_inputs]), list(tensors[num_inputs:])
+        outs = runner.forward.run(inputs, params, runner.draw(runner.plan.forward, inputs[0]))
+        primal, saved = outs[: runner.num_outputs], outs[runner.num_outputs:]
+        ctx.runner, ctx.num_inputs, ctx.num_params = runner, num_inputs, len(params)
+        ctx.save_for_backward(*inputs, *params, *saved)
+        return tuple(primal)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs: Tensor):
+        runner: PlanRunner = ctx.runner
+        tensors = ctx.saved_tensors
+        n_in, n_p = ctx.num_inputs, ctx.num_params
+        inputs, params, saved = tensors[:n_in], tensors[n_in:n_in + n_p], tensors[n_in + n_p:]
+        grads = [g.contiguous() for g in grad_outputs]
+        outs = runner.backward.run([*inputs, *saved, *grads], list(params))
+        flags = runner.grad_inputs
+        input_grads, at = [], 0
+        for flag in flags:
+            input_grads.append(outs[at] if flag else None)
+            at += int(flag)
+        return (None, None, *input_grads, *outs[at:])

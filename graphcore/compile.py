@@ -1,0 +1,156 @@
+r"""``graphcore.compile``: turn a relational GNN module into fused kernels.
+
+The returned module *is* the model, re-classed: an instance of a subclass of the model's class
+that shares its parameters, buffers and submodules (the very same tensors), so its
+``state_dict`` is the model's, any optimizer over ``compiled.parameters()`` trains the model,
+and it drops into a LightningModule unchanged. Only ``forward`` differs: on the first call for
+a graph (and feature size, dtype, train/eval mode), the model is traced into the level-1 IR,
+optimised, differentiated, fused and lowered; later calls run the cached kernels.
+"""
+from __future__ import annotations
+
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from codegen import backends
+from codegen.errors import CompileError
+from codegen.passes.context import GraphStats
+from codegen.passes.pipeline import OPTIONAL, Plan, build_plan
+from codegen.runtime.autograd import PlanRunner
+from graphcore.graph import HeteroGraph
+from graphcore.trace import trace
+
+
+class CompiledMixin:
+    """The behaviour ``compile`` adds to a model's class (see module doc)."""
+
+    _graphcore_original: nn.Module
+    _graphcore_options: dict[str, Any]
+    _graphcore_plans: weakref.WeakKeyDictionary
+    _graphcore_last: tuple[HeteroGraph, Plan] | None
+    _graphcore_eager: bool
+
+    def forward(self, g: HeteroGraph, *inputs: Tensor):
+        if self._graphcore_eager:
+            return self._eager(g, *inputs)
+        if not isinstance(g, HeteroGraph):
+            raise CompileError(f"a compiled model takes a HeteroGraph first, got {type(g).__name__}")
+        try:
+            runner = self._runner(g, inputs)
+        except CompileError as err:
+            if self._graphcore_options["fallback"] != "eager":
+                raise
+            warnings.warn(f"graphcore.compile fell back to eager execution: {err}", stacklevel=2)
+            self._graphcore_eager = True
+            return self._eager(g, *inputs)
+        params = [self._graphcore_params[name] for name in runner.param_names]
+        train = torch.is_grad_enabled() and (any(t.requires_grad for t in inputs) or
+                                             any(p.requires_grad for p in params))
+        outs = runner.apply(list(inputs), params) if train else runner.infer(list(inputs), params)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _eager(self, g, *inputs):
+        original = self._graphcore_original
+        original.train(self.training)
+        return original(g, *inputs)
+
+    @property
+    def _graphcore_params(self) -> dict[str, Tensor]:
+        return dict(self._graphcore_original.named_parameters())
+
+    def _runner(self, g: HeteroGraph, inputs: tuple[Tensor, ...]) -> PlanRunner:
+        if not inputs:
+            raise CompileError("a compiled model needs at least one node-feature input after the graph")
+        grad = torch.is_grad_enabled()
+        grad_inputs = tuple(grad and t.requires_grad for t in inputs)
+        params_need = grad and any(p.requires_grad for p in self._graphcore_params.values())
+        train = any(grad_inputs) or params_need
+        key = (tuple(tuple(t.shape[1:]) for t in inputs), inputs[0].dtype, inputs[0].device.type, self.training,
+               train, grad_inputs)
+        per_graph = self._graphcore_plans.setdefault(g, {})
+        if key not in per_graph:
+            options = self._graphcore_options
+            original = self._graphcore_original
+            original.train(self.training)
+            traced, names = trace(original, g, inputs)
+            dump = options["dump_dir"]
+            if dump is not None:
+                dump = Path(dump) / f"plan{len(per_graph)}_{'train' if train else 'infer'}"
+            plan = build_plan(traced, GraphStats.from_layout(g.layout), train=train,
+                              grad_inputs=grad_inputs if train else tuple(False for _ in inputs),
+                              passes=options["passes"], dump_dir=dump)
+            backend = backends.resolve(options["backend"], inputs[0].device.type)
+            per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names)
+        runner = per_graph[key]
+        self._graphcore_last = (g, runner.plan)
+        return runner
+
+    def explain(self, file=None) -> str:
+        """The plan of the most recent call: passes that fired, graph sizes, cost before -> after."""
+        if self._graphcore_last is None:
+            text = "not compiled yet: call the model on a graph first"
+        else:
+            text = explain_plan(self._graphcore_last[1])
+        print(text, file=file)
+        return text
+
+
+def explain_plan(plan: Plan) -> str:
+    from codegen.ir.values import Domain
+
+    st = plan.stats
+    edges, usrc, udst = st[Domain.EDGE], st[Domain.USRC], st[Domain.UDST]
+    lines = [f"graphcore plan: passes {list(plan.passes) or 'none'}",
+             f"  graph: |V|={st[Domain.NODE]} |E|={edges} |U_src|={usrc} (|E|/|U_src|={edges / max(usrc, 1):.2f}) "
+             f"|U_dst|={udst} (|E|/|U_dst|={edges / max(udst, 1):.2f}) node types={st[Domain.NTYPE]} "
+             f"relations={st[Domain.ETYPE]}",
+             f"  estimated GFLOP {plan.cost_naive.flops / 1e9:.4f} -> {plan.cost_optimised.flops / 1e9:.4f}, "
+             f"MB moved {plan.cost_naive.bytes / 1e6:.2f} -> {plan.cost_optimised.bytes / 1e6:.2f}",
+             f"  kernels: forward {len(plan.forward.kernels)}"
+             + (f", backward {len(plan.backward.kernels)}, saved for backward {plan.num_saved}"
+                if plan.backward is not None else "")]
+    for name, message in plan.log:
+        lines.append(f"  [{name}] {message}")
+    return "\n".join(lines)
+
+
+def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None = None,
+            dump_dir: str | Path | None = None, fallback: str = "error") -> nn.Module:
+    r"""Compile a module built from :mod:`graphcore.ops` into fused kernels.
+
+    Args:
+        model: a module whose ``forward(g, *x)`` uses :mod:`graphcore.ops` (the layers of
+            :mod:`graphcore.nn`, stacks of them with activations and dropout, or your own).
+        backend: ``"auto"``, or ``"torch"`` (the reference backend).
+        passes: optimising passes to run (default: all of ``codegen.passes.pipeline.OPTIONAL``).
+        dump_dir: write the level-1 IR after every pass and the level-2 specs there.
+        fallback: ``"error"`` raises :class:`CompileError` on unsupported code; ``"eager"`` warns
+            and runs the model uncompiled.
+
+    Returns:
+        The model re-classed (same parameters and ``state_dict``) with a compiled ``forward``.
+    """
+    if fallback not in ("error", "eager"):
+        raise ValueError(f"fallback must be 'error' or 'eager', got {fallback!r}")
+    if passes is not None:
+        unknown = [p for p in passes if p not in OPTIONAL]
+        if unknown:
+            raise ValueError(f"unknown passes {unknown}; available: {list(OPTIONAL)}")
+    backends.resolve(backend, "cpu")
+    cls = type(model)
+    compiled_cls = type(f"Compiled{cls.__name__}", (CompiledMixin, cls), {"__module__": cls.__module__})
+    compiled = object.__new__(compiled_cls)
+    compiled.__dict__.update(model.__dict__)  # same _parameters/_modules/_buffers dicts: shared tensors
+    compiled.__dict__.update(_graphcore_original=None, _graphcore_options=dict(
+        backend=backend, passes=passes, dump_dir=dump_dir, fallback=fallback),
+        _graphcore_plans=weakref.WeakKeyDictionary(), _graphcore_last=None, _graphcore_eager=False)
+    object.__setattr__(compiled, "_graphcore_original", model)
+    return compiled
+
+
+__all__ = ["compile", "explain_plan"]
