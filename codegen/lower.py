@@ -269,8 +269,10 @@ class _Lowering:
         raise CompileError("a GEMM operand is computed inside its own region (internal fusion error)")
 
     def gemm(self, name: str, ops: tuple[Op, ...], g: Op, escaping: list[Value]) -> GemmSpec:
+        if g.kind == OpKind.WEIGHT_MATMUL:
+            return self.dense(name, g)
         at = ops.index(g)
-        pre = _Emitter(self, None, None)
+        pre = _Emitter(self, None, None)  # one emitter: prologue loads, then epilogue statements
         for op in ops[:at]:
             if op.kind == OpKind.GATHER:
                 pre.gather(op)
@@ -278,8 +280,6 @@ class _Lowering:
                 pre.env[op.out.id] = pre.env[op.inputs[0].id]  # a row reshape of a load reads the same row
             else:
                 raise CompileError(f"{op.kind} cannot precede a GEMM in one kernel (internal fusion error)")
-        if g.kind == OpKind.WEIGHT_MATMUL:
-            return self.dense(name, g)
         x = g.inputs[0]
         a = self._operand(x, pre)
         if g.kind == OpKind.TYPED_OUTER:
@@ -293,7 +293,7 @@ class _Lowering:
         seg = None if w.domain == Domain.SCALAR else ROW_TYPES[x.domain][1]
         heads = w.shape[0] if g.attr("per_head") else 1
         k, n = x.row_size // heads, g.out.row_size // heads
-        post = _Emitter(self, None, None)
+        post = pre
         post.env[g.out.id] = _Var("acc", "row", 0)
         rest = ops[at + 1:]
         out, access, accumulate = g.out, None, False

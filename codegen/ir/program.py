@@ -172,3 +172,9 @@ def rebuild(program: Program, ops: Iterable[Op], mapping: dict[int, Value] | Non
     mapping = mapping or {}
     outputs = tuple(resolve(v, mapping) for v in program.outputs)
     return Program(program.inputs, program.params, tuple(substitute(ops, mapping)), outputs)
+
+
+def splice(program: Program, index: int, new_ops: list[Op], replaced: Value, replacement: Value) -> Program:
+    """Replace op ``index`` (which defines ``replaced``) by ``new_ops`` defining ``replacement``."""
+    ops = [*program.ops[:index], *new_ops, *program.ops[index + 1:]]
+    return rebuild(program, ops, {replaced.id: replacement})

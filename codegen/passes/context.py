@@ -33,6 +33,8 @@ class PassContext:
         num_primal_inputs / num_primal_outputs: how many of the program's inputs/outputs belong
             to the forward computation; the rest (set by ``autodiff``) are cotangents / gradients.
         grad_inputs: which primal inputs get a gradient.
+        differentiated: set by ``autodiff`` once the program holds its backward.
+        passes: the optimising passes of this compilation, in order (for look-ahead costing).
         log: ``(pass name, message)`` for each rewrite that fired.
     """
 
@@ -41,6 +43,7 @@ class PassContext:
     num_primal_outputs: int = 1
     grad_inputs: tuple[bool, ...] = (True,)
     differentiated: bool = False
+    passes: tuple[str, ...] = ()
     log: list[tuple[str, str]] = field(default_factory=list)
 
     def note(self, pass_name: str, message: str) -> None:

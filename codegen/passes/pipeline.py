@@ -17,13 +17,14 @@ from codegen.ir.text import format_kernels, format_program
 from codegen.ir.values import Domain
 from codegen.ir.verify import verify
 from codegen.lower import lower
-from codegen.passes import autodiff, cse, dce, partition
+from codegen.passes import aggregate_first, autodiff, compact, cse, dce, fuse, partition, reorder
 from codegen.passes.context import GraphStats, PassContext
 from codegen.passes.cost import Cost, estimate
 
 Pass = Callable[[Program, PassContext], Program]
 # Optimising passes a user may choose (``compile(passes=[...])``), in pipeline order.
-OPTIONAL: dict[str, Pass] = {}
+OPTIONAL: dict[str, Pass] = {"reorder": reorder.run, "aggregate_first": aggregate_first.run,
+                             "compact": compact.run, "fuse": fuse.run}
 PASSES: dict[str, Pass] = {"cse": cse.run, "dce": dce.run, **OPTIONAL}
 
 
@@ -85,7 +86,7 @@ def build_plan(traced: Program, stats: GraphStats, *, train: bool, grad_inputs: 
     chosen = _resolve(passes)
     dumper = Dumper(Path(dump_dir) if dump_dir is not None else None)
     ctx = PassContext(stats, num_primal_inputs=len(traced.inputs), num_primal_outputs=len(traced.outputs),
-                      grad_inputs=grad_inputs)
+                      grad_inputs=grad_inputs, passes=chosen)
     dumper.write("traced", format_program(verify(traced, "trace"), "traced"))
     programs = {"traced": traced}
     type_rows = {Domain.NTYPE: stats[Domain.NTYPE], Domain.ETYPE: stats[Domain.ETYPE]}

@@ -1,0 +1,268 @@
+r"""Fusion: group ops into the regions that become kernels.
+
+* **GEMM regions**: a ``typed_linear`` with its gather prologue (the row operand is read
+  through the gathers' index chain, never materialised), its single-use elementwise epilogue
+  (scaling by a per-row value, bias, activation) and, if the chain ends there, the
+  ``aggregate`` that scatters its rows (so ``|E| x d`` messages are never written). A
+  ``typed_outer`` (weight gradient) takes its gather prologue.
+* **Traversal regions**: the remaining ops merge while one traversal schedule can run them:
+  at most one reduction index (the group: incoming edges of a node, edges of a pair, all
+  rows), every op on the member or the group domain, and values crossing between the two only
+  through that index. Softmax, its scaling and the aggregation of an attention layer become one
+  kernel over each destination's incoming edges.
+
+Gathers of values computed elsewhere are *copied* into every region that reads them (they are
+loads there); merges that would create a dependency cycle between regions are refused.
+"""
+from __future__ import annotations
+
+from codegen.errors import VerifyError
+from codegen.ir.program import Op, OpKind, Program
+from codegen.ir.values import INDEX_MAPS, Domain, Value
+from codegen.passes import dce
+from codegen.passes.context import PassContext
+
+NAME = "fuse"
+GEMM = (OpKind.TYPED_LINEAR, OpKind.TYPED_OUTER)
+EPILOGUE = (OpKind.EWISE, OpKind.UNARY, OpKind.RESHAPE)
+OUTSIDE = (OpKind.CONST, OpKind.GRAPH_CONST, OpKind.DROPOUT_MASK, OpKind.WEIGHT_MATMUL)
+REDUCTIONS = (OpKind.AGGREGATE, OpKind.EDGE_SOFTMAX)
+
+
+def _reduction_index(op: Op) -> str | None:
+    if op.kind in REDUCTIONS:
+        return op.attr("index")
+    if op.kind == OpKind.SUM_TO and op.out.domain != op.inputs[0].domain:
+        return "*"
+    return None
+
+
+class _Graph:
+    """Producers, users and ancestor bitmasks of a program's ops."""
+
+    def __init__(self, program: Program):
+        self.program = program
+        self.ops = list(program.ops)
+        self.pos = {id(op): i for i, op in enumerate(self.ops)}
+        self.producer = {v.id: op for op in self.ops for v in op.outputs}
+        self.users: dict[int, list[Op]] = {}
+        for op in self.ops:
+            for v in op.inputs:
+                self.users.setdefault(v.id, []).append(op)
+        self.outputs = {v.id for v in program.outputs}
+        self.anc: list[int] = []
+        for op in self.ops:
+            mask = 0
+            for v in op.inputs:
+                p = self.producer.get(v.id)
+                if p is not None:
+                    i = self.pos[id(p)]
+                    mask |= self.anc[i] | (1 << i)
+            self.anc.append(mask)
+
+    def mask(self, ops) -> int:
+        m = 0
+        for op in ops:
+            m |= 1 << self.pos[id(op)]
+        return m
+
+    def creates_cycle(self, members: list[Op]) -> bool:
+        """True if some op outside ``members`` lies on a path between two members."""
+        inside = self.mask(members)
+        ancestors = 0
+        for op in members:
+            ancestors |= self.anc[self.pos[id(op)]]
+        outside = ancestors & ~inside
+        i = 0
+        while outside:
+            if outside & 1 and self.anc[i] & inside:
+                return True
+            outside >>= 1
+            i += 1
+        return False
+
+    def is_load(self, op: Op, gemm_ops: set[int]) -> bool:
+        """A gather (chain) of a buffer: an input, a parameter, a constant or a GEMM result.
+
+        Loads are not fused on their own; every region that reads one copies the chain.
+        """
+        while op.kind == OpKind.GATHER:
+            p = self.producer.get(op.inputs[0].id)
+            if p is None or p.kind in OUTSIDE or id(p) in gemm_ops:
+                return True
+            op = p
+        return False
+
+
+def _schedulable(ops: list[Op], g: _Graph) -> bool:
+    """Can one traversal kernel run ``ops`` (see module doc)?"""
+    ids = {id(op) for op in ops}
+    indices = {i for i in (_reduction_index(op) for op in ops) if i is not None}
+    if len(indices) > 1:
+        return False
+    if indices:
+        index = indices.pop()
+        if index == "*":
+            member = next(op.inputs[0].domain for op in ops if _reduction_index(op) == "*")
+            group = Domain.SCALAR
+        else:
+            member, group = INDEX_MAPS[index].target, INDEX_MAPS[index].source
+        allowed = {member, group, Domain.SCALAR}
+    else:
+        index = None
+        allowed = {next((op.out.domain for op in ops if op.out.domain != Domain.SCALAR), Domain.SCALAR),
+                   Domain.SCALAR}
+    for op in ops:
+        if op.out.domain not in allowed:
+            return False
+        for v in op.inputs:
+            p = g.producer.get(v.id)
+            if p is None or id(p) not in ids or v.domain == op.out.domain or v.domain == Domain.SCALAR:
+                continue
+            if op.kind == OpKind.GATHER and op.attr("index") == index:
+                continue  # a member reads its group's value
+            if _reduction_index(op) == index and index is not None:
+                continue  # members reduced into their group
+            return False
+    return True
+
+
+def _gemm_region(op: Op, g: _Graph, taken: set[int]) -> list[Op]:
+    region = [op]
+    if op.kind != OpKind.TYPED_LINEAR:
+        return region
+    v = op.out
+    while v.id not in g.outputs:
+        users = g.users.get(v.id, [])
+        if len(users) != 1 or id(users[0]) in taken:
+            break
+        u = users[0]
+        if u.kind in EPILOGUE and u.out.domain == op.out.domain and not g.creates_cycle(region + [u]):
+            region.append(u)
+            v = u.out
+            continue
+        if u.kind == OpKind.AGGREGATE and u.attr("reduce") == "sum" and v.domain == op.out.domain:
+            region.append(u)
+        break
+    return region
+
+
+def _with_loads(region: list[Op], g: _Graph) -> list[Op]:
+    """Region ops in program order, each preceded by copies of the gather chains it loads."""
+    ids = {id(op) for op in region}
+    ordered: list[Op] = []
+    copied: set[int] = set()
+
+    def copy_chain(v: Value) -> None:
+        p = g.producer.get(v.id)
+        if p is None or id(p) in ids or p.kind != OpKind.GATHER or id(p) in copied:
+            return
+        copy_chain(p.inputs[0])
+        copied.add(id(p))
+        ordered.append(p)
+
+    for op in sorted(region, key=lambda o: g.pos[id(o)]):
+        for v in op.inputs:
+            copy_chain(v)
+        ordered.append(op)
+    return ordered
+
+
+def run(program: Program, ctx: PassContext) -> Program:
+    g = _Graph(program)
+    region_of: dict[int, int] = {}
+    regions: list[list[Op]] = []
+    kinds: list[str] = []
+
+    def new_region(ops: list[Op], kind: str) -> None:
+        for op in ops:
+            region_of[id(op)] = len(regions)
+        regions.append(ops)
+        kinds.append(kind)
+
+    taken: set[int] = set()
+    for op in g.ops:
+        if op.kind in GEMM:
+            region = _gemm_region(op, g, taken)
+            taken.update(id(o) for o in region)
+            new_region(region, "gemm")
+    gemm_ops = set(taken)
+
+    for op in g.ops:
+        if id(op) in taken or op.kind in OUTSIDE or op.kind in GEMM:
+            continue
+        if g.is_load(op, gemm_ops):
+            continue  # copied into the regions that read it
+        mine = [op]
+        for v in op.inputs:
+            p = g.producer.get(v.id)
+            if p is None or id(p) not in region_of or kinds[region_of[id(p)]] != "traversal":
+                continue
+            r = region_of[id(p)]
+            if any(region_of.get(id(o)) == r for o in mine):
+                continue
+            merged = regions[r] + mine
+            if _schedulable(merged, g) and not g.creates_cycle(merged):
+                for o in mine:
+                    region_of.pop(id(o), None)
+                regions[r] = merged
+                for o in merged:
+                    region_of[id(o)] = r
+                mine = merged
+        if id(op) not in region_of:
+            new_region(mine, "traversal")
+        taken.update(id(o) for o in mine)
+
+    fused: dict[int, Op] = {}
+    count = 0
+    for r, members in enumerate(regions):
+        if not members or any(region_of.get(id(o)) != r for o in members):
+            continue  # merged away
+        full = _with_loads(members, g)
+        inside = {v.id for o in full for v in o.outputs}
+        external = []
+        for o in full:
+            for v in o.inputs:
+                if v.id not in inside and v not in external:
+                    external.append(v)
+        member_ids = {id(o) for o in members}
+        escaping = [v for o in members for v in o.outputs
+                    if v.id in g.outputs or any(id(u) not in member_ids for u in g.users.get(v.id, []))]
+        if len(full) == 1:
+            continue
+        count += 1
+        last = max(members, key=lambda o: g.pos[id(o)])
+        fused[id(last)] = Op(OpKind.FUSED, tuple(external), tuple(escaping),
+                             (("kind", kinds[r]), ("region", tuple(full))), last.loc)
+        for o in members:
+            if o is not last:
+                fused[id(o)] = None
+    if not count:
+        return program
+    ops = []
+    for op in g.ops:
+        if id(op) in fused:
+            if fused[id(op)] is not None:
+                ops.append(fused[id(op)])
+        else:
+            ops.append(op)
+    ops = _topological(ops, program)
+    ctx.note(NAME, f"{count} fused kernels from {len(program.ops)} ops")
+    return dce.run(Program(program.inputs, program.params, tuple(ops), program.outputs), ctx)
+
+
+def _topological(ops: list[Op], program: Program) -> list[Op]:
+    """Order ops so each follows the producers of its inputs (stable otherwise)."""
+    available = {v.id for v in (*program.inputs, *program.params)}
+    pending = list(ops)
+    ordered: list[Op] = []
+    while pending:
+        for i, op in enumerate(pending):
+            if all(v.id in available for v in op.inputs):
+                ordered.append(op)
+                available.update(v.id for v in op.outputs)
+                del pending[i]
+                break
+        else:
+            raise VerifyError("regions depend on each other in a cycle", pass_name=NAME)
+    return ordered
