@@ -148,20 +148,23 @@ class TableEmbedder(nn.Module):
         layers: axial blocks of the content encoder.
         max_rows: row positions (the encoder's size cap).
         max_cols: column positions.
+        dropout: dropout on caption and cell vectors while training.
     """
 
     def __init__(self, vocab_size: int, n_buckets: int, dim: int = 32, heads: int = 2, layers: int = 1,
-                 max_rows: int = 100, max_cols: int = 32):
+                 max_rows: int = 100, max_cols: int = 32, dropout: float = 0.0):
         super().__init__()
         self.text = TextBag(vocab_size, n_buckets, dim)
+        self.dropout = nn.Dropout(dropout)
         self.caption = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.content = ContentEncoder(dim, heads, layers, max_rows, max_cols)
         self.joint = nn.Linear(2 * dim + len(STRUCTURE), dim)
 
     def forward(self, batch: TableBatch) -> TableEmbedding:
-        caption = self.caption(self.text(batch.caption_words, batch.caption_offsets,
-                                         batch.caption_ngrams, batch.caption_ngram_offsets))
-        cells = self.text(batch.cell_words, batch.cell_offsets, batch.cell_ngrams, batch.cell_ngram_offsets)
+        caption = self.caption(self.dropout(self.text(batch.caption_words, batch.caption_offsets,
+                                                      batch.caption_ngrams, batch.caption_ngram_offsets)))
+        cells = self.dropout(self.text(batch.cell_words, batch.cell_offsets, batch.cell_ngrams,
+                                       batch.cell_ngram_offsets))
         content = self.content(cells, batch)
         joint = F.normalize(self.joint(torch.cat([caption, content, batch.structure], -1)), dim=-1)
         return TableEmbedding(caption, content, batch.structure, joint)
@@ -191,25 +194,37 @@ def n_pair_features(lexical: bool) -> int:
 
 
 class MonotoneHead(nn.Module):
-    r"""MLP that is non-decreasing in every input: weights :math:`\mathrm{softplus}(W)`, ``tanh``.
+    r"""A linear map plus an MLP, both non-decreasing in every input feature.
+
+    Weights pass through :math:`\mathrm{sp} = \mathrm{softplus}` (so they are positive) and the
+    activations are ``tanh`` (increasing):
 
     .. math::
-        h_1 = \tanh(\mathrm{sp}(W_1) x + b_1), \quad h_2 = \tanh(\mathrm{sp}(W_2) h_1 + b_2), \quad
-        \ell = \mathrm{sp}(w_3)^\top h_2 + b_3
+        \ell = \mathrm{sp}(v)^\top x + c + \mathrm{sp}(w_3)^\top
+                \tanh(\mathrm{sp}(W_2) \tanh(\mathrm{sp}(W_1) x + b_1) + b_2)
+
+    The linear part starts as an equal-weight vote of the features and the MLP starts near zero,
+    so training begins from a logistic regression on the similarity features.
     """
 
     def __init__(self, n_in: int, hidden: int = 16):
         super().__init__()
+        self.linear = nn.Parameter(torch.zeros(n_in))
+        self.bias = nn.Parameter(torch.zeros(()))
         shapes = [(hidden, n_in), (hidden, hidden), (1, hidden)]
         self.weights = nn.ParameterList(nn.Parameter(torch.randn(s) * 0.5 - 1.5) for s in shapes)
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(s[0])) for s in shapes)
+        with torch.no_grad():
+            self.weights[-1].fill_(-5.0)
 
     def forward(self, x: Tensor) -> Tensor:
+        out = F.linear(x, F.softplus(self.linear)[None]).squeeze(-1) + self.bias
+        h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = F.linear(x, F.softplus(w), b)
+            h = F.linear(h, F.softplus(w), b)
             if i < len(self.weights) - 1:
-                x = torch.tanh(x)
-        return x.squeeze(-1)
+                h = torch.tanh(h)
+        return out + h.squeeze(-1)
 
 
 class Calibration(nn.Module):
@@ -262,15 +277,17 @@ class TabSimNet(nn.Module):
         max_cols: the content encoder's column cap.
         head: ``"bce"`` (monotone MLP over similarity features) or ``"contrastive"``.
         use_lexical: feed the lexical features to the ``"bce"`` head.
+        dropout: dropout on text vectors while training.
     """
 
     def __init__(self, vocab_size: int, n_buckets: int, dim: int = 32, heads: int = 2, layers: int = 1,
-                 max_rows: int = 100, max_cols: int = 32, head: str = "bce", use_lexical: bool = True):
+                 max_rows: int = 100, max_cols: int = 32, head: str = "bce", use_lexical: bool = True,
+                 dropout: float = 0.0):
         super().__init__()
         if head not in ("bce", "contrastive"):
             raise ValueError(f"TabSimNet: head must be 'bce' or 'contrastive', got {head!r}")
         self.head_kind, self.use_lexical = head, use_lexical and head == "bce"
-        self.embedder = TableEmbedder(vocab_size, n_buckets, dim, heads, layers, max_rows, max_cols)
+        self.embedder = TableEmbedder(vocab_size, n_buckets, dim, heads, layers, max_rows, max_cols, dropout)
         self.head = MonotoneHead(n_pair_features(self.use_lexical)) if head == "bce" else None
         self.calibration = Calibration()
 

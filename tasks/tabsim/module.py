@@ -40,17 +40,21 @@ class TabSimModule(L.LightningModule):
         head: ``"bce"`` (monotone MLP over similarity features) or ``"contrastive"`` (distance).
         use_lexical: give the ``"bce"`` head the TF-IDF/Jaccard pair features too.
         margin: margin :math:`m` of the contrastive loss (embeddings are unit vectors, so ``d <= 2``).
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
+        lr: AdamW learning rate of the embedder.
+        head_lr: AdamW learning rate of the head and calibration (a few parameters that must move
+            far: the head starts as an equal-weight vote of its features).
+        weight_decay: AdamW weight decay of the embedder.
+        dropout: dropout on cell and caption vectors during training.
     """
 
     def __init__(self, vocab_size: int = 3000, n_buckets: int = 2048, dim: int = 32, heads: int = 2,
                  layers: int = 1, max_rows: int = 100, max_cols: int = 32,
                  head: Literal["bce", "contrastive"] = "bce", use_lexical: bool = True, margin: float = 1.0,
-                 lr: float = 3e-3, weight_decay: float = 1e-4):
+                 lr: float = 3e-3, head_lr: float = 3e-2, weight_decay: float = 1e-2, dropout: float = 0.1):
         super().__init__()
         self.save_hyperparameters()
-        self.net = TabSimNet(vocab_size, n_buckets, dim, heads, layers, max_rows, max_cols, head, use_lexical)
+        self.net = TabSimNet(vocab_size, n_buckets, dim, heads, layers, max_rows, max_cols, head, use_lexical,
+                             dropout)
         self.encoder: TableEncoder | None = None
         self._outputs: list[tuple[Tensor, Tensor, list[str]]] = []
 
@@ -132,7 +136,11 @@ class TabSimModule(L.LightningModule):
         self._epoch_metrics("test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        head = [p for n, p in self.net.named_parameters() if not n.startswith("embedder.")]
+        return torch.optim.AdamW([{"params": self.net.embedder.parameters(), "lr": hp.lr},
+                                  {"params": head, "lr": hp.head_lr, "weight_decay": 0.0}],
+                                 weight_decay=hp.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.encoder is not None:
