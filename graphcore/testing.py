@@ -92,3 +92,24 @@ def copy_pyg_hgt(ours, pyg, graph: HeteroGraph) -> None:
     ours.msg_rel.copy_(pyg.v_rel.weight.view(H, R, D, D).transpose(0, 1))
     for r, relation in enumerate(graph.relations):
         ours.prior[r].copy_(pyg.p_rel["__".join(relation)].view(H, 1))
+
+
+def layer_zoo(graph: HeteroGraph, dtype: torch.dtype = torch.float64) -> dict[str, torch.nn.Module]:
+    """One instance of each built-in layer in the configurations the compiler must handle:
+    heads > 1, d_in != d_out, basis decomposition, mean aggregation."""
+    from graphcore import nn as gnn
+
+    R, T = graph.num_relations, graph.num_node_types
+    zoo = {
+        "rgcn_sum": gnn.RGCN(6, 5, R),
+        "rgcn_mean_bases": gnn.RGCN(6, 4, R, num_bases=2, aggr="mean"),
+        "rgat_heads": gnn.RGAT(6, 3, R, heads=2),
+        "rgat_one_head": gnn.RGAT(5, 4, R),
+        "hgt_skip": gnn.HGT(6, 6, T, R, heads=2),
+        "hgt_proj": gnn.HGT(5, 6, T, R, heads=3),
+    }
+    with torch.no_grad():
+        for module in zoo.values():
+            for p in module.parameters():  # break symmetric initialisations (zero biases, unit skips)
+                p.add_(0.1 * torch.randn_like(p))
+    return {k: m.to(dtype) for k, m in zoo.items()}

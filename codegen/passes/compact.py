@@ -50,7 +50,9 @@ def pair_form(v: Value, side: str, producers, builder: Builder) -> Value | None:
 
 def _compact_op(program: Program, index: int, side: str) -> Program | None:
     op = program.ops[index]
-    if op.out.domain != Domain.EDGE:
+    if op.kind == OpKind.TYPED_OUTER and op.inputs[0].domain != Domain.EDGE:
+        return None
+    if op.kind != OpKind.TYPED_OUTER and op.out.domain != Domain.EDGE:
         return None
     producers = program.producers()
     builder = Builder.after(program)

@@ -1,0 +1,58 @@
+import torch
+
+from codegen.ir.program import OpKind
+from codegen.lower import lower
+from codegen.ir.kernel import GemmSpec, Loop, TraversalSpec
+from codegen.ir.values import Domain
+from codegen.passes.pipeline import build_plan
+from graphcore import nn
+from graphcore.testing import edge_case_graphs
+from graphcore.trace import trace
+from codegen.passes.context import GraphStats
+
+G = edge_case_graphs()["mixed"]
+
+
+def plan(model, train=False):
+    program, _ = trace(model.double(), G, (torch.randn(G.num_nodes(), model.in_channels, dtype=torch.float64),))
+    return build_plan(program, GraphStats.from_layout(G.layout), train=train, grad_inputs=(train,))
+
+
+def test_attention_layer_is_two_gemms_a_weight_product_and_one_traversal():
+    p = plan(nn.RGAT(6, 3, G.num_relations, heads=2))
+    kernels = p.forward.kernels
+    traversals = [k for k in kernels if isinstance(k, TraversalSpec)]
+    assert len(traversals) == 1, [k.name for k in kernels]
+    (t,) = traversals
+    assert t.group_by == "dst" and t.rows == Domain.NODE
+    loops = [s for s in t.body if isinstance(s, Loop)]
+    assert len(loops) == 3, "max, sum of exponentials, normalise-and-aggregate"
+    gemm_reads = {k.a.chain for k in kernels if isinstance(k, GemmSpec) and k.mode == "mm"}
+    assert ("usrc_node",) in gemm_reads, "the message GEMM gathers its rows in the prologue"
+
+
+def test_rgcn_gemm_scatters_in_its_epilogue():
+    p = plan(nn.RGCN(6, 5, G.num_relations))
+    scatters = [k for k in p.forward.kernels if isinstance(k, GemmSpec) and k.accumulate]
+    assert scatters and scatters[0].c.chain in (("udst_node",), ("dst",))
+
+
+def test_fused_programs_have_no_edge_sized_temporaries_for_rgat():
+    p = plan(nn.RGAT(6, 3, G.num_relations, heads=2))
+    temps = [b for b in p.forward.buffers if b.role == "temp" and b.domain == Domain.EDGE]
+    assert temps == []
+
+
+def test_training_plan_fuses_backward_too():
+    p = plan(nn.HGT(6, 6, G.num_node_types, G.num_relations, heads=2), train=True)
+    assert p.backward is not None
+    assert any(op.kind == OpKind.FUSED for op in p.programs["backward"].ops)
+    assert len(p.backward.kernels) < len(p.programs["backward"].ops) + 20
+
+
+def test_lowering_is_deterministic():
+    program, _ = trace(nn.HGT(6, 6, G.num_node_types, G.num_relations).double(), G,
+                       (torch.randn(G.num_nodes(), 6, dtype=torch.float64),))
+    from codegen.ir.values import Domain as D
+    rows = {D.NTYPE: G.num_node_types, D.ETYPE: G.num_relations}
+    assert lower(program, rows) == lower(program, rows)
