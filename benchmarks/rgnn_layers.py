@@ -1,0 +1,198 @@
+"""One relational layer, graphcore eager vs PyG, on real graphs: time and peak memory.
+
+For every graph (inverse relations added) and layer family, one layer with ``d`` input and
+output features (default 64) runs
+
+* ``fwd``: inference, under ``torch.no_grad()``;
+* ``fwd+bwd``: a training step: forward with gradients, ``out.sum().backward()``, inputs
+  requiring grad as a hidden layer's do;
+
+as graphcore eager (:class:`graphcore.nn.RGCN`/``RGAT``/``HGT``) and PyG's ``RGCNConv``,
+``FastRGCNConv``, ``RGATConv`` and ``HGTConv`` (``RGCN`` with ``aggr="mean"``, ``RGAT``/``HGT``
+with ``--heads`` heads of ``d // heads`` features). Each cell is a fresh subprocess: it
+builds the graph and the layer, prepares the inputs each library wants (graphcore's cached
+layout, PyG's ``edge_index``/``edge_type`` or dicts; timed separately as ``prep``), measures
+the peak resident memory of the first step, then the median of ``--repeats`` steps after
+``--warmup``. A cell over ``--cell-budget`` seconds is ``TIMEOUT``, one whose address space
+would grow past ``--mem-limit-gb`` is ``OOM``.
+
+    python -m benchmarks.rgnn_layers                     # all graphs, layers, passes
+    python -m benchmarks.rgnn_layers --graphs aifb --layers rgat --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import torch
+from tqdm import tqdm
+
+from benchmarks.common import (MB, OK, TIMEOUT, environment, median_time, peak_rss_during, print_environment,
+                               print_table, run_isolated, write_json)
+
+GRAPHS = ("aifb", "mutag", "fb15k237", "heco_dblp")
+LAYERS = {"rgcn": ("graphcore", "pyg", "pyg_fast"), "rgat": ("graphcore", "pyg"), "hgt": ("graphcore", "pyg")}
+PYG_NAMES = {("rgcn", "pyg"): "RGCNConv", ("rgcn", "pyg_fast"): "FastRGCNConv", ("rgat", "pyg"): "RGATConv",
+             ("hgt", "pyg"): "HGTConv"}
+PASSES = ("fwd", "fwd+bwd")
+
+
+def implementation_name(layer: str, impl: str) -> str:
+    return f"graphcore.nn.{layer.upper()}" if impl == "graphcore" else f"PyG {PYG_NAMES[layer, impl]}"
+
+
+def load_graph(name: str):
+    """The graph with inverse relations, from the bundled data, ``../shared`` or a path."""
+    from datasets.hetero import load
+
+    return load(name).graph.add_reverse_edges()
+
+
+def build(layer: str, impl: str, graph, d: int, heads: int) -> tuple[torch.nn.Module, Callable[[torch.Tensor], object]]:
+    """The layer and a function ``x -> output`` taking global-order features ``[N, d]``.
+
+    Everything a library precomputes once per graph happens here, outside the timed step.
+    """
+    import graphcore as gc
+
+    R, T = graph.num_relations, graph.num_node_types
+    if impl == "graphcore":
+        module = {"rgcn": lambda: gc.nn.RGCN(d, d, R, aggr="mean"),
+                  "rgat": lambda: gc.nn.RGAT(d, d // heads, R, heads=heads),
+                  "hgt": lambda: gc.nn.HGT(d, d, T, R, heads=heads)}[layer]()
+        layout = graph.layout  # build the cached layouts the ops read
+        for name in ("src", "dst", "etype", "rel_ptr", "node_offsets", "node_type", "in_degree", "dst_etype_count"):
+            getattr(layout, name)
+        return module, lambda x: module(graph, x)
+
+    from torch_geometric.nn import FastRGCNConv, HGTConv, RGATConv, RGCNConv
+
+    if layer == "hgt":
+        module = HGTConv(d, d, (list(graph.node_types), list(graph.relations)), heads=heads)
+        edges = graph.edge_index_dict
+        return module, lambda x: module(graph.unstack(x), edges)
+    edge_index = torch.stack([graph.layout.src, graph.layout.dst])
+    edge_type = graph.layout.etype
+    module = {("rgcn", "pyg"): lambda: RGCNConv(d, d, R, aggr="mean"),
+              ("rgcn", "pyg_fast"): lambda: FastRGCNConv(d, d, R, aggr="mean"),
+              ("rgat", "pyg"): lambda: RGATConv(d, d // heads, R, heads=heads)}[layer, impl]()
+    return module, lambda x: module(x, edge_index, edge_type)
+
+
+def _backward(out) -> None:
+    values = out.values() if isinstance(out, dict) else [out]
+    torch.stack([v.sum() for v in values if v is not None]).sum().backward()
+
+
+def measure_cell(graph_name: str, layer: str, impl: str, mode: str, d: int, heads: int, repeats: int, warmup: int,
+                 budget_s: float, threads: int) -> dict:
+    """Run one cell (in the current process; :func:`main` calls it isolated)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    graph = load_graph(graph_name)
+    t1 = time.perf_counter()
+    module, run = build(layer, impl, graph, d, heads)
+    prep_s = time.perf_counter() - t1
+    x = torch.randn(graph.num_nodes(), d, requires_grad=mode == "fwd+bwd")
+
+    def step() -> None:
+        if mode == "fwd":
+            with torch.no_grad():
+                run(x)
+        else:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            _backward(run(x))
+
+    _, peak = peak_rss_during(step)
+    budget_left = budget_s - (time.perf_counter() - t0)
+    timing = median_time(step, repeats=repeats, warmup=max(warmup - 1, 0), budget_s=budget_left)
+    return {"median_s": timing.median, "runs_s": list(timing.runs), "peak_bytes": peak, "prep_s": prep_s,
+            "num_nodes": graph.num_nodes(), "num_edges": graph.num_edges(), "num_relations": graph.num_relations}
+
+
+def ratio_rows(cells: list[dict]) -> list[dict]:
+    """One row per PyG cell: its time and memory over graphcore's in the same (graph, layer, pass)."""
+    ours = {(c["graph"], c["layer"], c["pass"]): c for c in cells if c["impl"] == "graphcore"}
+    rows = []
+    for c in cells:
+        if c["impl"] == "graphcore":
+            continue
+        g = ours.get((c["graph"], c["layer"], c["pass"]))
+        row = {"graph": c["graph"], "layer": c["layer"], "pass": c["pass"], "peer": c["name"]}
+        if g and g["status"] == OK and c["status"] == OK:
+            row["speedup"] = c["median_s"] / g["median_s"]
+            row["memory_ratio"] = c["peak_bytes"] / max(g["peak_bytes"], 1)
+        elif g and g["status"] == OK and c["status"] == TIMEOUT and c.get("seconds_per_run"):
+            row["speedup"] = f">= {c['seconds_per_run'] / g['median_s']:.0f} (peer TIMEOUT)"
+        else:
+            row["speedup"] = f"peer {c['status']}" if g and g["status"] == OK else "n/a"
+        rows.append(row)
+    return rows
+
+
+def display(cell: dict) -> dict:
+    """A cell as table columns: ms and MB, or the failure status."""
+    row = {k: cell[k] for k in ("graph", "layer", "pass", "name")}
+    if cell["status"] == OK:
+        row.update(ms=cell["median_s"] * 1e3, peak_mb=cell["peak_bytes"] / MB, prep_ms=cell["prep_s"] * 1e3)
+    else:
+        lower = f" (>= {cell['seconds_per_run']:.1f} s/run)" if cell.get("seconds_per_run") else ""
+        row.update(ms=cell["status"] + lower, peak_mb=cell["status"])
+    return row
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--graphs", nargs="+", default=list(GRAPHS),
+                        help="dataset names (bundled, in ../shared/datasets/hetero) or .npz paths")
+    parser.add_argument("--layers", nargs="+", choices=list(LAYERS), default=list(LAYERS))
+    parser.add_argument("--passes", nargs="+", choices=PASSES, default=list(PASSES))
+    parser.add_argument("--d", type=int, default=64, help="input and output features")
+    parser.add_argument("--heads", type=int, default=4, help="heads of RGAT and HGT")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (the memory run counts as one)")
+    parser.add_argument("--cell-budget", type=float, default=90.0, help="seconds per cell before TIMEOUT")
+    parser.add_argument("--mem-limit-gb", type=float, default=8.0, help="address-space growth per cell before OOM")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per cell")
+    parser.add_argument("--output", default="rgnn_layers.json", help="JSON file (bare names go to results/)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    jobs = [(g, layer, impl, mode) for g in args.graphs for layer in args.layers for impl in LAYERS[layer]
+            for mode in args.passes]
+    cells = []
+    for g, layer, impl, mode in tqdm(jobs, desc="cells", unit="cell"):
+        out = run_isolated(measure_cell, os.fspath(g), layer, impl, mode, args.d, args.heads, args.repeats,
+                           args.warmup, args.cell_budget, args.threads,
+                           timeout_s=args.cell_budget + 60, memory_limit_bytes=int(args.mem_limit_gb * 2**30))
+        cell = {"graph": os.path.basename(os.fspath(g)).removesuffix(".npz"), "layer": layer, "impl": impl,
+                "pass": mode, "name": implementation_name(layer, impl), "status": out.status,
+                **(out.value if out.status == OK else {"message": out.message, **out.details})}
+        cells.append(cell)
+        if out.status != OK:
+            tqdm.write(f"{cell['graph']} {cell['name']} {mode}: {out.status}: {out.message.strip()[-300:]}")
+    columns = {"graph": "graph", "layer": "layer", "pass": "pass", "name": "implementation", "ms": "median ms",
+               "peak_mb": "peak MB", "prep_ms": "prep ms"}
+    print_table([display(c) for c in cells], columns, title="per cell", markdown=args.markdown)
+    ratios = ratio_rows(cells)
+    print_table(ratios, {"graph": "graph", "layer": "layer", "pass": "pass", "peer": "peer",
+                         "speedup": "graphcore speed-up (peer time / ours)", "memory_ratio": "peer MB / ours"},
+                title="graphcore eager vs PyG, same run", markdown=args.markdown)
+    env = {**environment("torch", "torch-geometric", "numpy"),
+           "settings": {k: v for k, v in vars(args).items() if k not in ("output", "markdown")}}
+    print()
+    print_environment(env)
+    payload = {**env, "cells": cells, "ratios": ratios}
+    print(f"\nwrote {write_json(args.output, payload)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+r"""The entity-classification network: typed inputs, then a stack of relational layers.
+
+A plain :class:`torch.nn.Module` (no Lightning), so it exports and compiles on its own.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from torch import Tensor, nn
+
+from graphcore import nn as gnn
+from graphcore import ops
+from graphcore.graph import HeteroGraph
+
+ModelName = Literal["rgcn", "rgat", "hgt"]
+MODELS = ("rgcn", "rgat", "hgt")
+
+
+class TypedInput(nn.Module):
+    r"""One input vector per node, in global node order.
+
+    Node types with features are projected, :math:`h_v = x_v W_{\tau(v)} + b_{\tau(v)}` (dense
+    or sparse CSR ``x``); featureless types get a learned embedding row per node, the
+    factorised form of R-GCN's one-hot input (:math:`\mathrm{onehot}(v)\, W = E_v`).
+
+    Args:
+        num_nodes: nodes per type.
+        in_features: feature width of the types that have features.
+        dim: output width.
+    """
+
+    def __init__(self, num_nodes: Mapping[str, int], in_features: Mapping[str, int], dim: int):
+        super().__init__()
+        unknown = sorted(set(in_features) - set(num_nodes))
+        if unknown:
+            raise ValueError(f"TypedInput: in_features names node types {unknown} that are not in num_nodes "
+                             f"{list(num_nodes)}")
+        self.num_nodes = dict(num_nodes)
+        self.node_types = list(num_nodes)  # ModuleList slots; names may hold '.', which ModuleDict forbids
+        self.inputs = nn.ModuleList(
+            nn.Linear(in_features[t], dim) if t in in_features else nn.Embedding(count, dim)
+            for t, count in self.num_nodes.items())
+        for module in self.inputs:
+            if isinstance(module, nn.Embedding):
+                nn.init.xavier_uniform_(module.weight)
+
+    def forward(self, g: HeteroGraph) -> Tensor:
+        """``[N, dim]`` in ``g``'s global node order (``g`` must have the types it was built for)."""
+        if list(g.num_nodes_dict.items()) != list(self.num_nodes.items()):
+            raise ValueError(f"the graph's node types/counts {g.num_nodes_dict} differ from the ones the model "
+                             f"was built for {self.num_nodes} (same types, counts and order needed)")
+        rows = {}
+        for ntype, module in zip(self.node_types, self.inputs):
+            if isinstance(module, nn.Embedding):
+                rows[ntype] = module.weight
+            elif ntype not in g.x:
+                raise ValueError(f"node type '{ntype}' was built with input features but the graph has none; "
+                                 "pass the same dataset the model was trained on")
+            else:
+                rows[ntype] = module(g.x[ntype].to(module.weight.dtype))
+        return g.stack(rows)
+
+
+class RGNN(nn.Module):
+    r"""Node classifier: :class:`TypedInput`, then ``num_layers`` relational layers.
+
+    .. math::
+        h^{(0)} = \mathrm{input}(v), \quad
+        h^{(l+1)} = \mathrm{dropout}\big(\mathrm{act}(\mathrm{layer}_l(G, h^{(l)}))\big), \quad
+        \mathrm{logits} = \mathrm{layer}_{L-1}(G, h^{(L-1)})
+
+    The last layer maps to the classes (as in the R-GCN paper, whose second layer is the
+    classifier); hidden layers of ``rgat``/``hgt`` use ``heads`` heads of ``hidden // heads``
+    features, the last layer one head.
+
+    Args:
+        num_nodes: nodes per type of the graphs it will run on.
+        num_relations: relations (inverse relations included) of those graphs.
+        num_classes: output classes.
+        in_features: feature width of the node types that have features.
+        model: ``rgcn`` (:class:`graphcore.nn.RGCN`), ``rgat`` or ``hgt``.
+        hidden: width of the input and of the hidden layers.
+        num_layers: relational layers (``>= 1``).
+        num_bases: ``rgcn`` only: basis decomposition with this many bases.
+        aggr: ``rgcn`` only: ``mean`` (per relation, R-GCN's :math:`1/c_{v,r}`) or ``sum``.
+        self_loop: ``rgcn`` only: add the root weight :math:`W_0 h_v`.
+        heads: attention heads of the hidden ``rgat``/``hgt`` layers.
+        dropout: dropout after each hidden layer's activation.
+
+    Shapes:
+        ``forward(g)`` -> ``[N, num_classes]`` logits for every node, in global order.
+    """
+
+    def __init__(self, num_nodes: Mapping[str, int], num_relations: int, num_classes: int, *,
+                 in_features: Mapping[str, int] | None = None, model: ModelName = "rgcn", hidden: int = 16,
+                 num_layers: int = 2, num_bases: int | None = None, aggr: Literal["sum", "mean"] = "mean",
+                 self_loop: bool = True, heads: int = 1, dropout: float = 0.0):
+        super().__init__()
+        if model not in MODELS:
+            raise ValueError(f"RGNN: model must be one of {MODELS}, got {model!r}")
+        if num_layers < 1:
+            raise ValueError(f"RGNN: num_layers must be >= 1, got {num_layers}")
+        if model != "rgcn" and num_bases is not None:
+            raise ValueError(f"RGNN: num_bases applies to model='rgcn' only, got model={model!r}")
+        if model != "rgcn" and num_layers > 1 and hidden % heads != 0:
+            raise ValueError(f"RGNN: hidden ({hidden}) must be divisible by heads ({heads})")
+        self.model, self.dropout = model, dropout
+        self.input = TypedInput(num_nodes, in_features or {}, hidden)
+        dims = [hidden] * num_layers + [num_classes]
+        self.layers = nn.ModuleList()
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+            h = heads if i < num_layers - 1 else 1
+            if model == "rgcn":
+                layer = gnn.RGCN(d_in, d_out, num_relations, num_bases=num_bases, self_loop=self_loop, aggr=aggr)
+            elif model == "rgat":
+                layer = gnn.RGAT(d_in, d_out // h, num_relations, heads=h)
+            else:
+                layer = gnn.HGT(d_in, d_out, len(num_nodes), num_relations, heads=h)
+            self.layers.append(layer)
+
+    def forward(self, g: HeteroGraph) -> Tensor:
+        h = self.input(g)
+        for i, layer in enumerate(self.layers):
+            h = layer(g, h)
+            if i < len(self.layers) - 1:
+                h = ops.unary("dropout", ops.unary("relu", h), p=self.dropout, training=self.training)
+        return h

@@ -1,0 +1,85 @@
+"""LightningModule: full-graph entity classification with a masked cross-entropy."""
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from graphcore.graph import HeteroGraph
+from tasks.rgnn.data import STAGES, GraphBatch
+from tasks.rgnn.model import RGNN, ModelName
+
+
+class RGNNClassifier(L.LightningModule):
+    """Trains :class:`~tasks.rgnn.model.RGNN` on the labelled target nodes of one graph.
+
+    Every step runs the network over the whole graph and scores only the split's target
+    nodes: cross-entropy on the training nodes, accuracy (torchmetrics) on every split.
+    The graph's schema (``num_nodes``, ``num_relations``, ``num_classes``, ``in_features``)
+    comes from :class:`~tasks.rgnn.data.RGNNDataModule` (linked by the CLI) and is saved with
+    the other hyper-parameters, so ``load_from_checkpoint`` rebuilds the network alone.
+    The defaults are the R-GCN on AIFB chosen on validation (``configs/aifb_rgcn.yaml``).
+
+    Args:
+        num_nodes: nodes per type, in the graph's order.
+        num_relations: relations, inverse ones included.
+        num_classes: classes of the target nodes.
+        in_features: feature width of the node types that have features.
+        model: ``rgcn``, ``rgat`` or ``hgt``.
+        hidden: width of the embeddings and hidden layers.
+        num_layers: relational layers; the last one outputs the classes.
+        num_bases: ``rgcn`` basis decomposition (None: one full matrix per relation).
+        aggr: ``rgcn`` neighbourhood normalisation, ``mean`` per relation or ``sum``.
+        self_loop: ``rgcn`` root weight.
+        heads: attention heads of the hidden ``rgat``/``hgt`` layers.
+        dropout: dropout after each hidden layer.
+        lr: Adam learning rate.
+        weight_decay: Adam L2 penalty on all parameters.
+    """
+
+    def __init__(self, num_nodes: dict[str, int], num_relations: int, num_classes: int,
+                 in_features: dict[str, int] | None = None, model: ModelName = "rgcn", hidden: int = 32,
+                 num_layers: int = 2, num_bases: int | None = None, aggr: Literal["sum", "mean"] = "mean",
+                 self_loop: bool = True, heads: int = 1, dropout: float = 0.0, lr: float = 0.01,
+                 weight_decay: float = 5e-4):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = RGNN(num_nodes, num_relations, num_classes, in_features=in_features, model=model, hidden=hidden,
+                        num_layers=num_layers, num_bases=num_bases, aggr=aggr, self_loop=self_loop, heads=heads,
+                        dropout=dropout)
+        for stage in STAGES:  # attributes, not a ModuleDict: "train" would shadow nn.Module.train
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
+
+    def forward(self, g: HeteroGraph) -> Tensor:
+        """``[N, num_classes]`` logits of every node of ``g``."""
+        return self.net(g)
+
+    def _common_step(self, batch: GraphBatch, stage: str) -> Tensor:
+        logits = self(batch.graph).index_select(0, batch.index)
+        loss = F.cross_entropy(logits, batch.y)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy(logits, batch.y)
+        n = len(batch)
+        self.log(f"{stage}/loss", loss, batch_size=n, prog_bar=stage == "train")
+        self.log(f"{stage}/acc", accuracy, batch_size=n, prog_bar=stage != "test")
+        return loss
+
+    def training_step(self, batch: GraphBatch, batch_idx: int) -> Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: GraphBatch, batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch: GraphBatch, batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def predict_step(self, batch: GraphBatch, batch_idx: int) -> dict[str, Tensor]:
+        """Class probabilities ``[B, C]`` of the batch's target nodes (global ids in ``index``)."""
+        return {"index": batch.index, "prob": self(batch.graph).index_select(0, batch.index).softmax(-1)}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -1,0 +1,112 @@
+"""benchmarks.common helpers and the two RGNN benchmarks' measuring and summarising code."""
+import json
+import operator
+import time
+
+import pytest
+
+import benchmarks.common as common
+from benchmarks import rgnn_accuracy, rgnn_layers
+
+
+class FakeClock:
+    """``perf_counter`` replacement: each call of ``work(s)`` advances time by ``s``."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_median_time_excludes_warmup_and_takes_the_median(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(common.time, "perf_counter", clock)
+    durations = iter([9.0, 3.0, 1.0, 2.0, 5.0, 4.0])
+    timing = common.median_time(lambda: clock.work(next(durations)), repeats=5, warmup=1)
+    assert timing.runs == (3.0, 1.0, 2.0, 5.0, 4.0) and timing.median == 3.0
+
+
+def test_median_time_gives_up_when_the_budget_cannot_hold(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(common.time, "perf_counter", clock)
+    calls = []
+    with pytest.raises(common.TimeBudgetExceeded, match="one run takes 10.00 s") as info:
+        common.median_time(lambda: (calls.append(1), clock.work(10.0)), repeats=5, warmup=1, budget_s=30)
+    assert len(calls) == 1 and info.value.seconds_per_run == 10.0
+    with pytest.raises(ValueError, match="need repeats >= 1"):
+        common.median_time(lambda: None, repeats=0)
+
+
+def test_format_table_aligns_numbers_right_and_writes_markdown():
+    rows = [{"name": "a", "ms": 1.5, "n": 3}, {"name": "long name", "ms": 1234.5, "n": None}]
+    text = common.format_table(rows, {"name": "impl", "ms": "median ms", "n": "n"}).splitlines()
+    assert text[0].split() == ["impl", "median", "ms", "n"]
+    assert text[2].endswith("1.50  3") and text[3].startswith("long name") and "1,234.50" in text[3]
+    assert len({len(line) for line in text[:3]}) == 1
+    md = common.format_table(rows, ["name", "ms"], markdown=True).splitlines()
+    assert md[0].startswith("| name") and md[1] == "|-----------|---------:|" and md[3].endswith("| 1,234.50 |")
+
+
+def test_write_json_defaults_to_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    path = common.write_json("x.json", {"a": 1, "p": tmp_path})
+    assert path == tmp_path / "results" / "x.json" and json.loads(path.read_text())["a"] == 1
+    nested = common.write_json(tmp_path / "d" / "y.json", [1])
+    assert json.loads(nested.read_text()) == [1]
+
+
+def test_environment_names_machine_and_versions():
+    env = common.environment("pytest", "no-such-package-xyz")
+    assert env["machine"]["cpu_count"] >= 1 and env["machine"]["cpu"]
+    assert env["versions"]["pytest"][0].isdigit() and env["versions"]["no-such-package-xyz"] == "not installed"
+
+
+def test_run_isolated_reports_each_outcome():
+    assert common.run_isolated(operator.mul, b"ab", 2, timeout_s=60).value == b"abab"
+    slow = common.run_isolated(time.sleep, 60, timeout_s=1.5)
+    assert slow.status == common.TIMEOUT and "killed after" in slow.message
+    oom = common.run_isolated(bytearray, 2**34, timeout_s=60, memory_limit_bytes=2**28)
+    assert oom.status == common.OOM
+    bad = common.run_isolated(int, "x", timeout_s=60)
+    assert bad.status == common.ERROR and "invalid literal" in bad.message
+
+
+def test_peak_memory_sees_a_large_allocation():
+    peak = common.peak_memory(operator.mul, b"x", 100 * common.MB, timeout_s=60)
+    assert 100 * common.MB <= peak < 140 * common.MB
+
+
+@pytest.mark.parametrize("layer, impl", [("rgcn", "graphcore"), ("rgat", "pyg"), ("hgt", "pyg")])
+def test_layer_cell_measures_time_and_memory(layer, impl):
+    cell = rgnn_layers.measure_cell("aifb", layer, impl, "fwd+bwd", d=8, heads=2, repeats=2, warmup=1,
+                                    budget_s=60, threads=1)
+    assert len(cell["runs_s"]) == 2 and cell["median_s"] > 0 and cell["peak_bytes"] > 0
+    assert cell["num_edges"] == 48810 and cell["num_relations"] == 104
+
+
+def test_layer_ratios_and_failures():
+    def cell(impl, status="ok", **kw):
+        return {"graph": "g", "layer": "rgcn", "pass": "fwd", "impl": impl, "status": status,
+                "name": rgnn_layers.implementation_name("rgcn", impl), **kw}
+
+    cells = [cell("graphcore", median_s=0.5, peak_bytes=100), cell("pyg", median_s=2.0, peak_bytes=300),
+             cell("pyg_fast", status="TIMEOUT", seconds_per_run=50.0)]
+    ratios = rgnn_layers.ratio_rows(cells)
+    assert ratios[0]["peer"] == "PyG RGCNConv" and ratios[0]["speedup"] == 4.0 and ratios[0]["memory_ratio"] == 3.0
+    assert ratios[1]["speedup"] == ">= 100 (peer TIMEOUT)"
+    assert rgnn_layers.display(cells[2])["ms"] == "TIMEOUT (>= 50.0 s/run)"
+
+
+def test_accuracy_summary_and_goal():
+    runs = [{"test_acc": a, "seconds": 1.0} for a in (0.9, 1.0, 0.95)]
+    row = rgnn_accuracy.summarise("aifb", "rgcn", runs)
+    assert row["test_mean"] == pytest.approx(0.95) and row["test_std"] == pytest.approx(0.05)
+    assert row["met"] is True and row["paper"] == 0.9583
+    assert rgnn_accuracy.display(row)["test"] == "95.00 ± 5.00"
+    assert rgnn_accuracy.summarise("aifb", "rgat", runs)["met"] is None
+    with pytest.raises(ValueError, match="no configuration .*nope_rgcn.yaml"):
+        rgnn_accuracy.train_once("nope", "rgcn", 0, 0.0)

@@ -1,0 +1,67 @@
+"""``python -m tasks.rgnn``: help, fast_dev_run per model, checkpoint round trip, configs."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tasks.rgnn.cli import CONFIG_DIR, expand_shorthands, main
+from tasks.rgnn.module import RGNNClassifier
+
+pytestmark = pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`")
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def test_expand_shorthands():
+    assert expand_shorthands(["fit", "--data", "aifb", "--model=rgat", "--model.hidden", "8"]) == [
+        "fit", "--data.name", "aifb", "--model.model=rgat", "--model.hidden", "8"]
+    # configurations keep LightningCLI's meaning
+    assert expand_shorthands(["--data", "d.yaml", "--model={hidden: 4}"]) == ["--data", "d.yaml", "--model={hidden: 4}"]
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--data.name", "--data.valid_fraction", "--model.model", "--model.hidden", "--model.num_bases",
+                   "--model.lr", "--test_after_fit", "--checkpoint.monitor", "--trainer.max_epochs"):
+        assert option in text, option
+    assert "--model.num_nodes" not in text  # linked from the data, not a user option
+
+
+def test_module_help_runs_as_a_program():
+    out = subprocess.run([sys.executable, "-m", "tasks.rgnn", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "fit" in out.stdout and "--data NAME" in out.stdout
+
+
+@pytest.mark.parametrize("model", ["rgcn", "rgat", "hgt"])
+def test_fast_dev_run_prints_test_accuracy(model, tmp_path, capsys):
+    cli = main(["fit", "--data", "aifb", "--model", model, "--model.hidden", "8", "--trainer.fast_dev_run", "1",
+                f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    assert cli.model.hparams.model == model and cli.model.hparams.num_relations == 104
+    assert "test/acc" in capsys.readouterr().out
+    assert 0.0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1.0
+
+
+def test_checkpoint_is_saved_and_reloads_alone(tmp_path, capsys):
+    cli = main(["fit", "--data", "aifb", "--trainer.max_epochs", "2", f"--trainer.default_root_dir={tmp_path}",
+                f"--trainer.logger.init_args.save_dir={tmp_path}", *QUIET])
+    last = tmp_path / "rgnn" / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.is_file() and f"checkpoint: {last}" in capsys.readouterr().out
+    restored = RGNNClassifier.load_from_checkpoint(last).eval()  # schema comes from the saved hyper-parameters
+    graph = cli.datamodule.graph
+    torch.testing.assert_close(restored(graph), cli.model.eval()(graph))
+    assert restored.hparams.num_nodes == cli.datamodule.num_nodes
+
+
+@pytest.mark.parametrize("config", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_configs_build(config):
+    cli = main(["--config", str(config)], run=False)
+    dataset, model = config.stem.split("_")
+    assert cli.datamodule.hparams.name == dataset and cli.model.hparams.model == model
+
+
+def test_bad_model_name_is_rejected():
+    with pytest.raises(SystemExit):
+        main(["fit", "--data", "aifb", "--model", "gcn", "--trainer.fast_dev_run", "1"])
