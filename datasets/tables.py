@@ -224,6 +224,8 @@ class _HTMLTableParser(HTMLParser):
     """Collects the first ``<table>``: its ``<caption>``, ``<th>``-only rows (and ``<thead>``
     rows) as header, the others as body. ``colspan`` repeats the cell's text."""
 
+    _SECTIONS = {"caption": "_in_caption", "thead": "_in_thead"}
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.depth = 0
@@ -244,10 +246,8 @@ class _HTMLTableParser(HTMLParser):
             self.depth += 1
         elif self.depth != 1:
             return
-        elif tag == "caption":
-            self._in_caption = True
-        elif tag == "thead":
-            self._in_thead = True
+        elif tag in self._SECTIONS:
+            setattr(self, self._SECTIONS[tag], True)
         elif tag == "tr":
             self._row, self._row_header = [], True
         elif tag in ("td", "th") and self._row is not None:
@@ -266,10 +266,8 @@ class _HTMLTableParser(HTMLParser):
             self.done = self.depth == 0
         elif self.depth != 1:
             return
-        elif tag == "caption":
-            self._in_caption = False
-        elif tag == "thead":
-            self._in_thead = False
+        elif tag in self._SECTIONS:
+            setattr(self, self._SECTIONS[tag], False)
         elif tag in ("td", "th") and self._cell is not None and self._row is not None:
             self._row.extend([" ".join("".join(self._cell).split())] * self._span)
             self._cell = None

@@ -4,8 +4,9 @@
   :class:`TabSimModule` and :class:`TabSimDataModule` (the data module's sizes are linked to
   the model's).
 * ``score A B``: prints the calibrated similarity of two table files (CSV, TSV, HTML, Markdown).
-* ``search --corpus tables.jsonl --query q.csv -k 5``: embeds the corpus once and prints the
-  ``k`` nearest tables by embedding distance, with their calibrated scores.
+* ``search --corpus tables.jsonl --query q.csv -k 5``: embeds the corpus once, shortlists the
+  tables nearest to the query by embedding distance, and prints the ``k`` of them with the
+  highest calibrated score (``--shortlist k`` ranks by distance alone).
 
 ``score`` and ``search`` use ``--ckpt`` (default: the small model trained on the bundled corpus,
 :data:`~tasks.tabsim.scorer.PRETRAINED`).
@@ -57,6 +58,8 @@ def _tool_parser() -> argparse.ArgumentParser:
     search.add_argument("--query", required=True, help="query table file")
     search.add_argument("--query-caption", help="caption of the query (overrides one in the file)")
     search.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    search.add_argument("--shortlist", type=int, default=50, help="tables nearest by embedding distance that the "
+                        "head scores and ranks (default 50; set it to k to rank by distance alone)")
     return parser
 
 
@@ -80,11 +83,11 @@ def tools_main(argv: Sequence[str]) -> int:
         tables = list(load_tables(args.corpus).values())
         corpus = scorer.encode(tables)
         emb = scorer.embed(corpus, progress=True)
-        print(f"{'rank':>4}  {'distance':>8}  {'score':>6}  table_id  caption")
-        for rank, hit in enumerate(scorer.search(corpus, emb, query, args.k), start=1):
+        print(f"{'rank':>4}  {'score':>6}  {'distance':>8}  table_id  caption")
+        for rank, hit in enumerate(scorer.search(corpus, emb, query, args.k, args.shortlist), start=1):
             t = tables[hit.index]
             caption = t.caption if len(t.caption) <= 70 else t.caption[:69] + "…"
-            print(f"{rank:>4}  {hit.distance:8.4f}  {hit.score:6.4f}  {t.table_id}  {caption}")
+            print(f"{rank:>4}  {hit.score:6.4f}  {hit.distance:8.4f}  {t.table_id}  {caption}")
         return 0
     except (TableError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -96,7 +99,7 @@ def cli_main(args: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in TOOLS:
         raise SystemExit(tools_main(argv))
-    TabSimCLI(TabSimModule, TabSimDataModule, args=args, trainer_defaults={"max_epochs": 20},
+    TabSimCLI(TabSimModule, TabSimDataModule, args=args, trainer_defaults={"max_epochs": 6},
               parser_kwargs={"description": "Table similarity (TabSim). Subcommands fit/validate/test/predict "
                              "train and evaluate; `score A B` and `search --query Q` use a trained model "
                              "(see `python -m tasks.tabsim score --help`)."})

@@ -12,11 +12,13 @@ One :class:`TableEmbedder` embeds each table of a pair (shared weights):
 
 Two Siamese heads read a pair of embeddings:
 
-* ``"bce"`` (:class:`MonotoneHead`): similarity features, each symmetric and maximal for
-  identical inputs, go through an MLP whose weights are non-negative and whose activations are
-  increasing, so the output is non-decreasing in every feature. Hence
-  :math:`s(a, b) = s(b, a)` and :math:`s(a, a) \ge s(a, b)` by construction. Trained with
-  binary cross-entropy.
+* ``"bce"`` (:class:`MonotoneHead`): similarity features (:func:`pair_features`: cosines of the
+  learned caption, content and joint embeddings, differences of the structure features, and,
+  with ``use_lexical``, the TF-IDF/Jaccard features of :mod:`tasks.tabsim.lexical`), each
+  symmetric and maximal for identical inputs, go through a linear map and an MLP whose weights
+  are non-negative and whose activations are increasing, so the output is non-decreasing in
+  every feature. Hence :math:`s(a, b) = s(b, a)` and :math:`s(a, a) \ge s(a, b)` by
+  construction. Trained with binary cross-entropy.
 * ``"contrastive"`` (the paper's): the logit is :math:`-d` with
   :math:`d = \lVert \hat z_a - \hat z_b \rVert` on the L2-normalised joint embeddings, trained
   with :math:`y d^2 + (1 - y) \max(0, m - d)^2`.
@@ -175,22 +177,25 @@ def _unit_similarity(u: Tensor, v: Tensor) -> Tensor:
     return 1.0 - 0.5 * (F.normalize(u, dim=-1) - F.normalize(v, dim=-1)).square().sum(-1)
 
 
-def pair_features(a: TableEmbedding, b: TableEmbedding, lexical: Tensor | None) -> Tensor:
+def pair_features(a: TableEmbedding, b: TableEmbedding, lexical: Tensor | None, learned: bool = True) -> Tensor:
     """Similarity features ``[P, F]`` of aligned pairs; each is symmetric and maximal when ``a == b``.
 
-    Columns: caption, content and joint cosines, minus the absolute difference of each structure
-    feature, then the lexical features (:data:`~tasks.tabsim.lexical.FEATURES`) if given.
+    Columns: caption, content and joint cosines (if ``learned``), minus the absolute difference of
+    each structure feature, then the lexical features (:data:`~tasks.tabsim.lexical.FEATURES`) if
+    given.
     """
-    parts = [_unit_similarity(a.caption, b.caption)[:, None], _unit_similarity(a.content, b.content)[:, None],
-             _unit_similarity(a.joint, b.joint)[:, None], -(a.structure - b.structure).abs()]
+    parts = [-(a.structure - b.structure).abs()]
+    if learned:
+        parts[:0] = [_unit_similarity(a.caption, b.caption)[:, None], _unit_similarity(a.content, b.content)[:, None],
+                     _unit_similarity(a.joint, b.joint)[:, None]]
     if lexical is not None:
         parts.append(lexical)
     return torch.cat(parts, -1)
 
 
-def n_pair_features(lexical: bool) -> int:
+def n_pair_features(lexical: bool, learned: bool = True) -> int:
     """Width of :func:`pair_features`."""
-    return 3 + len(STRUCTURE) + (len(LEXICAL_FEATURES) if lexical else 0)
+    return 3 * learned + len(STRUCTURE) + (len(LEXICAL_FEATURES) if lexical else 0)
 
 
 class MonotoneHead(nn.Module):
@@ -278,24 +283,26 @@ class TabSimNet(nn.Module):
         head: ``"bce"`` (monotone MLP over similarity features) or ``"contrastive"``.
         use_lexical: feed the lexical features to the ``"bce"`` head.
         dropout: dropout on text vectors while training.
+        use_learned: feed the learned embedding cosines to the ``"bce"`` head (``False`` is an
+            ablation: the head then reads only structure and lexical features).
     """
 
     def __init__(self, vocab_size: int, n_buckets: int, dim: int = 32, heads: int = 2, layers: int = 1,
                  max_rows: int = 100, max_cols: int = 32, head: str = "bce", use_lexical: bool = True,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, use_learned: bool = True):
         super().__init__()
         if head not in ("bce", "contrastive"):
             raise ValueError(f"TabSimNet: head must be 'bce' or 'contrastive', got {head!r}")
-        self.head_kind, self.use_lexical = head, use_lexical and head == "bce"
+        self.use_lexical, self.use_learned = use_lexical and head == "bce", use_learned or head != "bce"
         self.embedder = TableEmbedder(vocab_size, n_buckets, dim, heads, layers, max_rows, max_cols, dropout)
-        self.head = MonotoneHead(n_pair_features(self.use_lexical)) if head == "bce" else None
+        self.head = MonotoneHead(n_pair_features(self.use_lexical, self.use_learned)) if head == "bce" else None
         self.calibration = Calibration()
 
     def pair_logits(self, a: TableEmbedding, b: TableEmbedding, lexical: Tensor | None = None) -> Tensor:
         """Logits of aligned pairs of embeddings (``-distance`` for the contrastive head)."""
         if self.head is None:
             return -(a.joint - b.joint).square().sum(-1).clamp_min(1e-12).sqrt()
-        return self.head(pair_features(a, b, lexical if self.use_lexical else None))
+        return self.head(pair_features(a, b, lexical if self.use_lexical else None, self.use_learned))
 
     def embed(self, chunks: Sequence[TableBatch]) -> TableEmbedding:
         """Embeddings of the tables of ``chunks``, concatenated in order."""

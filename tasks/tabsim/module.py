@@ -45,16 +45,18 @@ class TabSimModule(L.LightningModule):
             far: the head starts as an equal-weight vote of its features).
         weight_decay: AdamW weight decay of the embedder.
         dropout: dropout on cell and caption vectors during training.
+        use_learned: give the ``"bce"`` head the learned embedding cosines (``False``: ablation).
     """
 
     def __init__(self, vocab_size: int = 3000, n_buckets: int = 2048, dim: int = 32, heads: int = 2,
                  layers: int = 1, max_rows: int = 100, max_cols: int = 32,
                  head: Literal["bce", "contrastive"] = "bce", use_lexical: bool = True, margin: float = 1.0,
-                 lr: float = 3e-3, head_lr: float = 3e-2, weight_decay: float = 1e-2, dropout: float = 0.1):
+                 lr: float = 1e-4, head_lr: float = 3e-2, weight_decay: float = 1e-2, dropout: float = 0.1,
+                 use_learned: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.net = TabSimNet(vocab_size, n_buckets, dim, heads, layers, max_rows, max_cols, head, use_lexical,
-                             dropout)
+                             dropout, use_learned)
         self.encoder: TableEncoder | None = None
         self._outputs: list[tuple[Tensor, Tensor, list[str]]] = []
 
@@ -127,7 +129,8 @@ class TabSimModule(L.LightningModule):
         ranking = ranking_metrics(scores, labels.numpy(), queries)
         if ranking["n_queries"]:
             metrics.update({k: v for k, v in ranking.items() if k != "n_queries"})
-        self.log_dict({f"{stage}_{k}": float(v) for k, v in metrics.items()}, prog_bar=stage == "val")
+        for k, v in metrics.items():
+            self.log(f"{stage}_{k}", float(v), prog_bar=stage == "val" and k in ("macro_f1", "map"))
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_metrics("val")

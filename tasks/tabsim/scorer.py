@@ -114,20 +114,29 @@ class Scorer:
         both = TableEmbedding(*(torch.cat(f) for f in zip(*emb)))
         return float(self.score_embedded(encoded, both, [(0, 1)])[0])
 
-    def search(self, corpus: Sequence[EncodedTable], corpus_emb: TableEmbedding, query: Table, k: int = 5) -> list[Hit]:
-        """The ``k`` corpus tables nearest to ``query`` by embedding distance, with their scores.
+    def search(self, corpus: Sequence[EncodedTable], corpus_emb: TableEmbedding, query: Table, k: int = 5,
+               shortlist: int = 50) -> list[Hit]:
+        """The ``k`` best corpus tables for ``query``: shortlist by embedding distance, rank by score.
+
+        The ``shortlist`` corpus tables nearest to the query's joint embedding (Euclidean
+        distance, an index lookup) are scored by the Siamese head, and the ``k`` with the highest
+        calibrated score are returned, best first. ``shortlist=k`` ranks by distance alone.
 
         Raises:
-            ValueError: ``k < 1`` or an empty corpus.
+            ValueError: ``k < 1``, ``shortlist < k`` or an empty corpus.
         """
-        if k < 1 or not corpus:
-            raise ValueError(f"search needs k >= 1 and a non-empty corpus (k={k}, corpus of {len(corpus)})")
+        if k < 1 or shortlist < k or not corpus:
+            raise ValueError(f"search needs 1 <= k <= shortlist and a non-empty corpus (k={k}, shortlist={shortlist}, "
+                             f"corpus of {len(corpus)})")
         q_enc = self.encode([query])[0]
         q_emb = self.embed([q_enc])
         dist = torch.cdist(q_emb.joint, corpus_emb.joint)[0]
-        top = torch.topk(dist, min(k, len(corpus)), largest=False)
-        idx = top.indices.tolist()
+        near = torch.topk(dist, min(shortlist, len(corpus)), largest=False)
+        idx = near.indices.tolist()
         both = [*corpus, q_enc]
         emb = TableEmbedding(*(torch.cat([c, q]) for c, q in zip(corpus_emb, q_emb)))
         scores = self.score_embedded(both, emb, [(len(corpus), i) for i in idx])
-        return [Hit(i, float(d), float(s)) for i, d, s in zip(idx, top.values.tolist(), scores)]
+        hits = [Hit(i, float(d), float(s)) for i, d, s in zip(idx, near.values.tolist(), scores)]
+        if shortlist > k:
+            hits.sort(key=lambda h: (-h.score, h.distance))
+        return hits[:k]

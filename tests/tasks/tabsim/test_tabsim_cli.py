@@ -59,8 +59,9 @@ def test_fit_learns_and_checkpoint_carries_encoder_and_threshold(checkpoint, cor
     assert binary_metrics(scores, labels, scorer.threshold)["macro_f1"] > 0.85
 
 
-def test_cli_test_subcommand_reports_metrics(checkpoint, capsys):
-    cli_main(["test", f"--ckpt_path={checkpoint}", "--trainer.logger=false", *TINY])
+def test_cli_test_subcommand_reports_metrics(checkpoint, tmp_path, capsys):
+    cli_main(["test", f"--ckpt_path={checkpoint}", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
+              *TINY])
     out = capsys.readouterr().out
     assert "test_macro_f1" in out and "test_map" in out
 
@@ -85,12 +86,18 @@ def test_search_cli_finds_the_query_table_first(checkpoint, corpus, tmp_path, ca
     assert tools_main(["search", "--query", query, "--query-caption", target.caption, "-k", "3",
                        "--ckpt", str(checkpoint)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split() == ["rank", "distance", "score", "table_id", "caption"]
+    assert lines[0].split() == ["rank", "score", "distance", "table_id", "caption"]
     assert len(lines) == 4
-    rank, distance, score, table_id = lines[1].split()[:4]
+    rank, score, distance, table_id = lines[1].split()[:4]
     assert (rank, table_id) == ("1", "PMC2736310:T1") and float(distance) < 1e-3
-    distances = [float(line.split()[1]) for line in lines[1:]]
-    assert distances == sorted(distances)
+    scores = [float(line.split()[1]) for line in lines[1:]]
+    assert scores == sorted(scores, reverse=True)
+    # ranking by distance alone (shortlist = k) also finds the table itself first
+    assert tools_main(["search", "--query", query, "--query-caption", target.caption, "-k", "2", "--shortlist", "2",
+                       "--ckpt", str(checkpoint)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    distances = [float(line.split()[2]) for line in lines[1:]]
+    assert lines[1].split()[3] == "PMC2736310:T1" and distances == sorted(distances)
 
 
 def test_tools_report_bad_input_clearly(checkpoint, tmp_path, capsys):
