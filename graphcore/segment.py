@@ -29,12 +29,11 @@ def segment_matmul(x: Tensor, weight: Tensor, ptr: list[int]) -> Tensor:
         ``[M, N]`` or ``[M, H, N]``.
     """
     per_head = weight.dim() == 4
-    outs = []
-    for t in range(weight.size(0)):
-        rows = x[ptr[t]:ptr[t + 1]]
-        if rows.size(0) == 0:
-            continue
-        outs.append(torch.einsum("mhk,hkn->mhn", rows, weight[t]) if per_head else rows @ weight[t])
+    # split/unbind (not slicing in a loop): their backward assembles one gradient instead of
+    # adding a full-size zero tensor per segment
+    sizes = [ptr[t + 1] - ptr[t] for t in range(weight.size(0))]
+    outs = [torch.einsum("mhk,hkn->mhn", rows, w) if per_head else rows @ w
+            for rows, w in zip(torch.split(x, sizes), weight.unbind(0)) if rows.size(0)]
     if not outs:
         shape = (x.size(0), x.size(1), weight.size(-1)) if per_head else (x.size(0), weight.size(-1))
         return x.new_zeros(shape)
@@ -48,10 +47,9 @@ def segment_outer(x: Tensor, grad: Tensor, ptr: list[int], num_types: int) -> Te
         \frac{\partial L}{\partial W_t} = \sum_{i : \tau(i) = t} x_i^\top g_i
     """
     per_head = x.dim() == 3
-    outs = []
-    for t in range(num_types):
-        a, g = x[ptr[t]:ptr[t + 1]], grad[ptr[t]:ptr[t + 1]]
-        outs.append(torch.einsum("mhk,mhn->hkn", a, g) if per_head else a.transpose(0, 1) @ g)
+    sizes = [ptr[t + 1] - ptr[t] for t in range(num_types)]
+    outs = [torch.einsum("mhk,mhn->hkn", a, g) if per_head else a.transpose(0, 1) @ g
+            for a, g in zip(torch.split(x, sizes), torch.split(grad, sizes))]
     return torch.stack(outs, dim=0)
 
 

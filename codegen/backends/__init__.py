@@ -19,7 +19,7 @@ class Executable(Protocol):
             ) -> list[Tensor]: ...
 
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "cpu")
 
 
 def build(backend: str, program: KernelProgram, layout: Layout) -> Executable:
@@ -28,6 +28,10 @@ def build(backend: str, program: KernelProgram, layout: Layout) -> Executable:
         from codegen.backends.torch.executor import TorchExecutable
 
         return TorchExecutable(program, layout)
+    if backend == "cpu":
+        from codegen.backends.cpu.executable import CpuExecutable
+
+        return CpuExecutable(program, layout)
     raise CompileError(f"unknown backend {backend!r}; available: {list(BACKENDS)}")
 
 
@@ -37,4 +41,4 @@ def resolve(backend: str, device_type: str) -> str:
         if backend not in BACKENDS:
             raise CompileError(f"unknown backend {backend!r}; available: {['auto', *BACKENDS]}")
         return backend
-    return "torch"
+    return "cpu" if device_type == "cpu" else "torch"

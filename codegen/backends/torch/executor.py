@@ -52,11 +52,13 @@ class TorchExecutable:
                 self.traversal(kernel, env)
         return [env[name] for name in prog.outputs]
 
+    def _full_shape(self, name: str) -> tuple[int, ...]:
+        buf = self.program.buffer(name)
+        return buf.shape if buf.domain == Domain.SCALAR else (_rows(self.layout, buf.domain), *buf.shape)
+
     def _alloc(self, name: str, env: dict[str, Tensor], like: Tensor) -> Tensor:
         if name not in env:
-            buf = self.program.buffer(name)
-            shape = buf.shape if buf.domain == Domain.SCALAR else (_rows(self.layout, buf.domain), *buf.shape)
-            env[name] = torch.zeros(shape, dtype=like.dtype, device=like.device)
+            env[name] = torch.zeros(self._full_shape(name), dtype=like.dtype, device=like.device)
         return env[name]
 
     def _read(self, access: Access, env: dict[str, Tensor], ids: Tensor) -> Tensor:
@@ -83,9 +85,12 @@ class TorchExecutable:
                 out = torch.einsum("mhk,mhn->hkn", a, b) if k.heads > 1 else a.t() @ b
             else:
                 out = segment.segment_outer(a, b, ptr, len(ptr) - 1)
-            env[k.c.buffer] = out.transpose(-1, -2) if k.transpose_b else out
+            out = out.transpose(-1, -2) if k.transpose_b else out
+            env[k.c.buffer] = out.reshape(self._full_shape(k.c.buffer))
             return
         w = env[k.b.buffer]
+        if k.heads == 1 and w.dim() == (4 if ptr is not None else 3):
+            w = w.squeeze(-3)  # a per-head weight with one head is a plain matrix
         if k.transpose_b:
             w = w.transpose(-1, -2)
         if ptr is None:
@@ -109,9 +114,7 @@ class TorchExecutable:
         b = env[k.b.buffer].contiguous().reshape(-1)
         av = torch.as_strided(a, (k.batch, k.m, k.k), sa)
         bv = torch.as_strided(b, (k.batch, k.k, k.n), sb)
-        buf = self.program.buffer(k.c.buffer)
-        full = ((_rows(self.layout, buf.domain),) if buf.domain != Domain.SCALAR else ()) + buf.shape
-        out = torch.zeros(full, dtype=a.dtype, device=a.device)
+        out = torch.zeros(self._full_shape(k.c.buffer), dtype=a.dtype, device=a.device)
         torch.as_strided(out.view(-1), (k.batch, k.m, k.n), sc).copy_(torch.bmm(av, bv))
         env[k.c.buffer] = out
 

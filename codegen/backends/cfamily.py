@@ -1,0 +1,286 @@
+r"""The C-family printer: level-2 specs to C++ (CPU) or CUDA C++ source.
+
+A printer spells; it decides nothing. :class:`CFamilyPrinter` walks a
+:class:`~codegen.ir.kernel.KernelProgram` and prints every statement, address and traversal
+body; the dialects (``cpu/printer.py``, ``cuda/printer.py``) supply the spellings that differ:
+type and math names, how a parallel loop over rows or groups is written, and the GEMM template's
+outer loops.
+
+**ABI.** Each program becomes one ``extern "C"`` entry ``graphcore_run(B, I, rows, ...)``:
+``B`` holds the data pointers of the buffers in :attr:`Abi.buffers` order, ``I`` the int64 index
+arrays in :attr:`Abi.indices` order (index maps, segment pointers, group CSR pointers and
+member lists), ``rows`` the row count of every domain in :data:`DOMAIN_ORDER`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from codegen.backends.writer import CodeWriter
+from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
+from codegen.ir.values import INDEX_MAPS, ROW_TYPES, Domain
+
+DOMAIN_ORDER = (Domain.NODE, Domain.EDGE, Domain.USRC, Domain.UDST, Domain.NTYPE, Domain.ETYPE, Domain.SCALAR)
+ABI_VERSION = 1
+
+BINARY = {"add": "({a} + {b})", "sub": "({a} - {b})", "mul": "({a} * {b})", "div": "({a} / {b})",
+          "eq": "(({a}) == ({b}) ? (real)1 : (real)0)", "maximum": "(({a}) > ({b}) ? ({a}) : ({b}))"}
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape) if shape else 1
+
+
+@dataclass(frozen=True)
+class Abi:
+    """The calling convention of a printed program (see module doc)."""
+
+    buffers: tuple[str, ...]
+    indices: tuple[tuple[str, str], ...]  # (kind, name); kind: index | ptr | group_ptr | group_perm
+    dtype: str
+
+
+@dataclass
+class _Scope:
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+class CFamilyPrinter:
+    """Shared printing; subclasses set the dialect hooks (see module doc)."""
+
+    restrict = "__restrict__"
+
+    def __init__(self, program: KernelProgram):
+        self.program = program
+        self.dtype = next((b.dtype for b in program.buffers), "float32")
+        self.buffers = tuple(b.name for b in program.buffers)
+        self._indices: list[tuple[str, str]] = []
+
+    # ------------------------------------------------------------------ names
+    def buf(self, name: str) -> int:
+        return self.buffers.index(name)
+
+    def index_slot(self, kind: str, name: str) -> int:
+        key = (kind, name)
+        if key not in self._indices:
+            self._indices.append(key)
+        return self._indices.index(key)
+
+    def index_var(self, kind: str, name: str) -> str:
+        prefix = {"index": "ix", "ptr": "sp", "group_ptr": "gp", "group_perm": "gm"}[kind]
+        return f"{prefix}_{name.replace('*', 'all')}"
+
+    def declare_index(self, w: CodeWriter, kind: str, name: str) -> str:
+        var = self.index_var(kind, name)
+        w.line(f"const int64_t* {self.restrict} {var} = I[{self.index_slot(kind, name)}];")
+        return var
+
+    def rows_of(self, domain: Domain | None) -> str:
+        return f"rows[{DOMAIN_ORDER.index(domain or Domain.SCALAR)}]"
+
+    def address(self, access: Access, base: str) -> str:
+        expr = base
+        for name in access.chain:
+            expr = "0" if name == "*" else f"{self.index_var('index', name)}[{expr}]"
+        return expr
+
+    def chains_of(self, body) -> set[str]:
+        names: set[str] = set()
+        for s in body:
+            if isinstance(s, Loop):
+                names |= self.chains_of(s.body)
+            elif s.attr("access") is not None:
+                names |= {n for n in s.attr("access").chain if n != "*"}
+        return names
+
+    def declare_buffers(self, w: CodeWriter, names) -> None:
+        for name in sorted(set(names), key=self.buf):
+            w.line(f"real* {self.restrict} {name} = (real*)B[{self.buf(name)}];")
+
+    def buffers_of(self, body) -> set[str]:
+        names: set[str] = set()
+        for s in body:
+            if isinstance(s, Loop):
+                names |= self.buffers_of(s.body)
+            elif s.attr("access") is not None:
+                names.add(s.attr("access").buffer)
+        return names
+
+    # ------------------------------------------------------------------ dialect hooks
+    def math(self, fn: str) -> str:  # spelling of a math function
+        return f"std::{fn}"
+
+    def literal(self, value: float) -> str:
+        if math.isinf(value):
+            return "(-(real)INFINITY)" if value < 0 else "((real)INFINITY)"
+        return f"(real){value!r}"
+
+    # ------------------------------------------------------------------ statements
+    def unary_expr(self, s: Stmt, x: str) -> str:
+        fn = s.attr("fn")
+        slope = self.literal(s.attr("negative_slope", 0.01))
+        alpha = self.literal(s.attr("alpha", 1.0))
+        return {
+            "relu": f"gc_relu({x})", "leaky_relu": f"gc_leaky_relu({x}, {slope})", "elu": f"gc_elu({x}, {alpha})",
+            "gelu": f"gc_gelu({x})", "sigmoid": f"gc_sigmoid({x})", "tanh": f"{self.math('tanh')}({x})",
+            "exp": f"{self.math('exp')}({x})", "neg": f"(-({x}))", "identity": x, "reciprocal": f"((real)1 / ({x}))",
+            "d_relu": f"gc_d_relu({x})", "d_leaky_relu": f"gc_d_leaky_relu({x}, {slope})",
+            "d_elu": f"gc_d_elu({x}, {alpha})", "d_gelu": f"gc_d_gelu({x})", "inf_to_zero": f"gc_inf_to_zero({x})",
+        }[fn]
+
+    def _broadcast_index(self, shape: tuple[int, ...], out: tuple[int, ...], loop_vars: list[str]) -> str:
+        """Flat index into ``shape`` for the element of ``out`` at ``loop_vars`` (right-aligned broadcast)."""
+        if _size(shape) == 1:
+            return "0"
+        terms, stride = [], 1
+        offset = len(out) - len(shape)
+        for d in reversed(range(len(shape))):
+            if shape[d] != 1:
+                terms.append(f"{loop_vars[d + offset]} * {stride}" if stride != 1 else loop_vars[d + offset])
+            stride *= shape[d]
+        return " + ".join(reversed(terms)) or "0"
+
+    def elementwise(self, w: CodeWriter, out: str, shape: tuple[int, ...], args: list[tuple[str, tuple[int, ...]]],
+                    expr, op: str = "=") -> None:
+        """``out[e] op expr(arg_0[e'], ...)`` over every element of ``shape`` with broadcasting."""
+        n = _size(shape)
+        if all(a_shape == shape or _size(a_shape) == 1 for _, a_shape in args):
+            items = [f"{a}[{'j' if a_shape == shape and n > 1 else '0'}]" for a, a_shape in args]
+            if self.simd():
+                w.line(self.simd())
+            w.line(f"for (int64_t j = 0; j < {n}; ++j) {out}[j] {op} {expr(*items)};")
+            return
+        loop_vars = [f"j{d}" for d in range(len(shape))]
+        for d, extent in enumerate(shape):
+            w.line(f"for (int64_t j{d} = 0; j{d} < {extent}; ++j{d})")
+        flat = " + ".join(f"j{d} * {_size(shape[d + 1:])}" for d in range(len(shape)))
+        items = [f"{a}[{self._broadcast_index(a_shape, shape, loop_vars)}]" for a, a_shape in args]
+        w.line(f"  {out}[{flat}] {op} {expr(*items)};")
+
+    def simd(self, clause: str = "") -> str:
+        """The vectorisation hint before an innermost loop (empty where a dialect has none)."""
+        return f"#pragma omp simd {clause}".rstrip()
+
+    def stmt(self, w: CodeWriter, s: Stmt, scope: _Scope, base: str) -> None:
+        shapes = scope.shapes
+        op = s.op
+        if op == "load":
+            access: Access = s.attr("access")
+            buffer = self.program.buffer(access.buffer)
+            row = _size(buffer.shape)
+            where = "0" if access.base == "global" else self.address(access, "m" if access.base == "member" else base)
+            w.line(f"const real* {s.out} = {access.buffer} + (int64_t)({where}) * {row};")
+            shapes[s.out] = s.shape
+        elif op == "const":
+            w.line(f"const real {s.out}[1] = {{{self.literal(s.attr('value'))}}};")
+            shapes[s.out] = ()
+        elif op == "reshape":
+            w.line(f"const real* {s.out} = {s.args[0]};")
+            shapes[s.out] = s.shape
+        elif op in ("ewise", "unary"):
+            w.line(f"real {s.out}[{_size(s.shape)}];")
+            args = [(a, shapes[a]) for a in s.args]
+            if op == "ewise":
+                fn = BINARY[s.attr("fn")]
+                self.elementwise(w, s.out, s.shape, args, lambda a, b: fn.format(a=a, b=b))
+            else:
+                self.elementwise(w, s.out, s.shape, args, lambda x: self.unary_expr(s, x))
+            shapes[s.out] = s.shape
+        elif op == "dot":
+            a, b = s.args
+            width = shapes[a][-1]
+            outer = _size(s.shape)
+            w.line(f"real {s.out}[{outer}];")
+            with w.block(f"for (int64_t o = 0; o < {outer}; ++o)"):
+                w.line("real dot = (real)0;")
+                w.line(self.simd("reduction(+:dot)"))
+                w.line(f"for (int64_t f = 0; f < {width}; ++f) dot += {a}[o * {width} + f] * {b}[o * {width} + f];")
+                w.line(f"{s.out}[o] = dot;")
+            shapes[s.out] = s.shape
+        elif op == "sum_to":
+            (a,) = s.args
+            w.line(f"real {s.out}[{_size(s.shape)}];")
+            w.line(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j) {s.out}[j] = (real)0;")
+            src = shapes[a]
+            loop_vars = [f"j{d}" for d in range(len(src))]
+            for d, extent in enumerate(src):
+                w.line(f"for (int64_t j{d} = 0; j{d} < {extent}; ++j{d})")
+            flat = " + ".join(f"j{d} * {_size(src[d + 1:])}" for d in range(len(src))) or "0"
+            w.line(f"  {s.out}[{self._broadcast_index(s.shape, src, loop_vars)}] += {a}[{flat}];")
+            shapes[s.out] = s.shape
+        elif op == "init":
+            w.line(f"real {s.out}[{_size(s.shape)}];")
+            w.line(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j) {s.out}[j] = {self.literal(s.attr('value'))};")
+            shapes[s.out] = s.shape
+        elif op == "reduce":
+            (a,) = s.args
+            if s.attr("fn") == "sum":
+                self.elementwise(w, s.out, s.shape, [(a, shapes[a])], lambda x: x, op="+=")
+            else:
+                self.elementwise(w, s.out, s.shape, [(s.out, s.shape), (a, shapes[a])],
+                                 lambda acc, x: f"(({x}) > ({acc}) ? ({x}) : ({acc}))")
+        elif op == "store":
+            access = s.attr("access")
+            (a,) = s.args
+            buffer = self.program.buffer(access.buffer)
+            row = _size(buffer.shape)
+            where = "0" if buffer.domain == Domain.SCALAR else self.address(
+                access, "m" if access.base == "member" else base)
+            mode = "+=" if s.attr("mode") == "add" else "="
+            self.elementwise(w, f"({access.buffer} + (int64_t)({where}) * {row})", buffer.shape,
+                             [(a, shapes[a])], lambda x: x, op=mode)
+        else:
+            raise ValueError(f"cannot print statement {op!r}")
+
+    def body(self, w: CodeWriter, body, scope: _Scope, base: str, group_ptr: str | None, group_perm: str | None):
+        for s in body:
+            if isinstance(s, Loop):
+                inner = _Scope(dict(scope.shapes))
+                with w.block(f"for (int64_t p = {group_ptr}[{base}]; p < {group_ptr}[{base} + 1]; ++p)"):
+                    w.line(f"const int64_t m = {group_perm}[p];" if group_perm else "const int64_t m = p;")
+                    self.body(w, s.body, inner, base, group_ptr, group_perm)
+            else:
+                self.stmt(w, s, scope, base)
+
+    # ------------------------------------------------------------------ program
+    def kernel(self, w: CodeWriter, k) -> None:
+        raise NotImplementedError
+
+    def header(self, w: CodeWriter) -> None:
+        raise NotImplementedError
+
+    def entry(self, w: CodeWriter, names: list[str]) -> None:
+        raise NotImplementedError
+
+    def source(self) -> tuple[str, Abi]:
+        w = CodeWriter()
+        self.header(w)
+        w.line(f"typedef {'double' if self.dtype == 'float64' else 'float'} real;")
+        w.blank()
+        names = []
+        for k in self.program.kernels:
+            self.kernel(w, k)
+            names.append(k.name)
+            w.blank()
+        self.entry(w, names)
+        return w.getvalue(), Abi(self.buffers, tuple(self._indices), self.dtype)
+
+    # ------------------------------------------------------------------ shared pieces of the templates
+    def traversal_preamble(self, w: CodeWriter, k: TraversalSpec) -> tuple[str | None, str | None]:
+        self.declare_buffers(w, self.buffers_of(k.body))
+        for name in sorted(self.chains_of(k.body)):
+            self.declare_index(w, "index", name)
+        if k.group_by is None or k.group_by == "*":
+            return None, None
+        return self.declare_index(w, "group_ptr", k.group_by), self.declare_index(w, "group_perm", k.group_by)
+
+    def segment_pointer(self, w: CodeWriter, k: GemmSpec) -> tuple[str | None, str]:
+        """Declare the segment pointer and type count of a GEMM (or None for a shared weight)."""
+        if k.segments is None:
+            return None, "1"
+        types = ROW_TYPES[k.rows][0]
+        return self.declare_index(w, "ptr", k.segments), self.rows_of(types)
+
+    @staticmethod
+    def group_domain(k: TraversalSpec) -> Domain:
+        return Domain.SCALAR if k.group_by == "*" else INDEX_MAPS[k.group_by].source

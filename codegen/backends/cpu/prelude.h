@@ -1,0 +1,63 @@
+// graphcore CPU prelude: the fixed C++ every generated translation unit includes.
+// Activations and their derivatives, and the register-blocked GEMM micro-kernel of the GEMM template.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <omp.h>
+
+template <typename T> static inline T gc_relu(T x) { return x > T(0) ? x : T(0); }
+template <typename T> static inline T gc_leaky_relu(T x, T s) { return x > T(0) ? x : s * x; }
+template <typename T> static inline T gc_elu(T x, T a) { return x > T(0) ? x : a * (std::exp(x) - T(1)); }
+template <typename T> static inline T gc_gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752))); }
+template <typename T> static inline T gc_sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <typename T> static inline T gc_d_relu(T x) { return x > T(0) ? T(1) : T(0); }
+template <typename T> static inline T gc_d_leaky_relu(T x, T s) { return x > T(0) ? T(1) : s; }
+template <typename T> static inline T gc_d_elu(T x, T a) { return x > T(0) ? T(1) : a * std::exp(x); }
+template <typename T> static inline T gc_d_gelu(T x) {
+  return T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752))) + x * std::exp(T(-0.5) * x * x) * T(0.39894228040143268);
+}
+template <typename T> static inline T gc_inf_to_zero(T x) { return std::isinf(x) ? T(0) : x; }
+
+// The segment (type) of row r: the last t with ptr[t] <= r, by binary search over the pointer.
+static inline int64_t gc_segment_of(const int64_t* ptr, int64_t num_segments, int64_t r) {
+  return (int64_t)(std::upper_bound(ptr, ptr + num_segments + 1, r) - ptr) - 1;
+}
+
+// c[q, 0:N] = a[q][0:K] @ w[0:K, 0:N] for q < mr (mr <= MR), w row-major with leading dimension N.
+// Full MR x NR tiles keep their accumulators in vector registers; edges take the plain loop.
+template <typename T>
+static inline void gc_gemm_rows(int mr, const T* const* a, const T* w, int64_t K, int64_t N, T* c) {
+  constexpr int MR = 6;
+  constexpr int NR = 128 / (int)sizeof(T);
+  int64_t n0 = 0;
+  if (mr == MR) {
+    for (; n0 + NR <= N; n0 += NR) {
+      T acc[MR][NR];
+      for (int q = 0; q < MR; ++q)
+        for (int j = 0; j < NR; ++j) acc[q][j] = T(0);
+      for (int64_t k = 0; k < K; ++k) {
+        const T* wk = w + k * N + n0;
+#pragma GCC unroll 6
+        for (int q = 0; q < MR; ++q) {
+          const T av = a[q][k];
+#pragma omp simd
+          for (int j = 0; j < NR; ++j) acc[q][j] += av * wk[j];
+        }
+      }
+      for (int q = 0; q < MR; ++q)
+        for (int j = 0; j < NR; ++j) c[q * N + n0 + j] = acc[q][j];
+    }
+  }
+  for (int q = 0; q < mr; ++q) {
+    T* cq = c + q * N;
+    for (int64_t n = n0; n < N; ++n) cq[n] = T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const T av = a[q][k];
+      const T* wk = w + k * N;
+#pragma omp simd
+      for (int64_t n = n0; n < N; ++n) cq[n] += av * wk[n];
+    }
+  }
+}
