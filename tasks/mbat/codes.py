@@ -140,7 +140,7 @@ class TokenIdf:
         return cls(n, {t: c for t, c in counts.items() if c >= 2})
 
     def weights(self, tokens: list[str]) -> np.ndarray:
-        """:math:`\mathrm{idf}` of each token (all equal to :attr:`max` when unfitted)."""
+        r"""Idf of each token (all equal to :attr:`max` when unfitted)."""
         if not self.n_docs:
             return np.full(len(tokens), self.max, dtype=np.float32)
         df = np.fromiter((self.df.get(t, 1) for t in tokens), dtype=np.float64, count=len(tokens))

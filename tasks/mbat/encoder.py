@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from codegen.errors import GraphcoreError
 from tasks.mbat.codes import (NumberCode, NumberScaler, SparseCodebook, TokenIdf, normalise_key, soft_string_weights,
                               string_tokens)
-from tasks.mbat.orthogonal import FAMILIES, Identity, OrthogonalMap, random_orthogonal
+from tasks.mbat.orthogonal import FAMILIES, OrthogonalMap, SignedPermutation, random_orthogonal
 from tasks.mbat.paths import Path, format_path, pattern
 
 
@@ -185,6 +185,9 @@ class JsonEncoder:
         self.token_idf = token_idf or TokenIdf()
         self.codebook = SparseCodebook(dim, seed, sparsity)
         self.numbers = NumberCode(dim, seed, number_code, number_bandwidth, dtype=dtype, device=self.device)
+        self.sparse_scatter = family == "perm"
+        """Scatter token codes straight through signed permutations (:meth:`_scatter_tokens`) instead of
+        binding dense leaf rows; both give the same vectors."""
         self._keys: dict[str, OrthogonalMap] = {}
         self._paths: dict[Path, OrthogonalMap] = {}
         self._strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -214,7 +217,8 @@ class JsonEncoder:
         role = self._paths.get(path)
         if role is None:
             if not path:
-                role = Identity(self.dim, self.dtype, self.device)
+                role = self._sequence.power(0) if self.config.family != "perm" else SignedPermutation(
+                    torch.arange(self.dim, device=self.device), torch.ones(self.dim, dtype=self.dtype, device=self.device))
             else:
                 head = path[0]
                 first = self.position_role(head) if isinstance(head, int) else self.key_role(head)
@@ -347,7 +351,7 @@ class JsonEncoder:
         out = torch.zeros(len(docs), self.dim, dtype=self.dtype, device=self.device)
         if not leaves:
             return out
-        if self.config.family != "perm":
+        if not self.sparse_scatter:
             self._bind_rows(out, self._leaf_rows(leaves), [l.path for l in leaves], doc_of, [l.weight for l in leaves])
             return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         num_leaf, num_z, tok_leaf, pos, val = self._split(leaves)
