@@ -1,6 +1,6 @@
 """Backends turn a :class:`~codegen.ir.kernel.KernelProgram` into something that runs on one graph.
 
-Every backend offers ``build(program, layout) -> executable`` with
+Every backend offers ``build(programs, layout) -> {name: executable}`` with
 ``executable.run(inputs, params, randoms) -> outputs``; the runtime treats them alike.
 """
 from __future__ import annotations
@@ -22,16 +22,17 @@ class Executable(Protocol):
 BACKENDS = ("torch", "cpu")
 
 
-def build(backend: str, program: KernelProgram, layout: Layout) -> Executable:
-    """Build ``program`` for ``layout`` with the named backend."""
+def build(backend: str, programs: dict[str, KernelProgram], layout: Layout) -> dict[str, Executable]:
+    """Build a model's programs (``forward``, maybe ``backward``) for ``layout``; native backends
+    compile them as one translation unit."""
     if backend == "torch":
         from codegen.backends.torch.executor import TorchExecutable
 
-        return TorchExecutable(program, layout)
+        return {name: TorchExecutable(p, layout) for name, p in programs.items()}
     if backend == "cpu":
-        from codegen.backends.cpu.executable import CpuExecutable
+        from codegen.backends.cpu.executable import build_module
 
-        return CpuExecutable(program, layout)
+        return build_module(programs, layout)
     raise CompileError(f"unknown backend {backend!r}; available: {list(BACKENDS)}")
 
 

@@ -6,7 +6,8 @@ body; the dialects (``cpu/printer.py``, ``cuda/printer.py``) supply the spelling
 type and math names, how a parallel loop over rows or groups is written, and the GEMM template's
 outer loops.
 
-**ABI.** Each program becomes one ``extern "C"`` entry ``graphcore_run(B, I, rows, ...)``:
+**ABI.** A compiled model is one translation unit (:func:`print_module`); each of its programs
+(``forward``, ``backward``) becomes one ``extern "C"`` entry ``graphcore_<name>(B, I, rows, ...)``:
 ``B`` holds the data pointers of the buffers in :attr:`Abi.buffers` order, ``I`` the int64 index
 arrays in :attr:`Abi.indices` order (index maps, segment pointers, group CSR pointers and
 member lists), ``rows`` the row count of every domain in :data:`DOMAIN_ORDER`.
@@ -50,13 +51,16 @@ class CFamilyPrinter:
 
     restrict = "__restrict__"
 
-    def __init__(self, program: KernelProgram):
-        self.program = program
+    def __init__(self, program: KernelProgram, prefix: str = "run"):
+        self.program, self.prefix = program, prefix
         self.dtype = next((b.dtype for b in program.buffers), "float32")
         self.buffers = tuple(b.name for b in program.buffers)
         self._indices: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------------ names
+    def kernel_name(self, k) -> str:
+        return f"{self.prefix}_{k.name}"
+
     def buf(self, name: str) -> int:
         return self.buffers.index(name)
 
@@ -249,21 +253,17 @@ class CFamilyPrinter:
     def header(self, w: CodeWriter) -> None:
         raise NotImplementedError
 
-    def entry(self, w: CodeWriter, names: list[str]) -> None:
+    def entry(self, w: CodeWriter, names: list[str], symbol: str) -> None:
         raise NotImplementedError
 
-    def source(self) -> tuple[str, Abi]:
-        w = CodeWriter()
-        self.header(w)
-        w.line(f"typedef {'double' if self.dtype == 'float64' else 'float'} real;")
-        w.blank()
-        names = []
+    def print_program(self, w: CodeWriter) -> Abi:
+        """Print this program's kernels and its entry ``graphcore_<prefix>``; return its ABI."""
         for k in self.program.kernels:
             self.kernel(w, k)
-            names.append(k.name)
             w.blank()
-        self.entry(w, names)
-        return w.getvalue(), Abi(self.buffers, tuple(self._indices), self.dtype)
+        self.entry(w, [self.kernel_name(k) for k in self.program.kernels], f"graphcore_{self.prefix}")
+        w.blank()
+        return Abi(self.buffers, tuple(self._indices), self.dtype)
 
     # ------------------------------------------------------------------ shared pieces of the templates
     def traversal_preamble(self, w: CodeWriter, k: TraversalSpec) -> tuple[str | None, str | None]:
@@ -284,3 +284,17 @@ class CFamilyPrinter:
     @staticmethod
     def group_domain(k: TraversalSpec) -> Domain:
         return Domain.SCALAR if k.group_by == "*" else INDEX_MAPS[k.group_by].source
+
+
+def print_module(printer: type[CFamilyPrinter], programs: dict[str, KernelProgram]) -> tuple[str, dict[str, Abi]]:
+    """One translation unit holding every program of a compiled model (e.g. forward and backward)."""
+    printers = {name: printer(program, prefix=name) for name, program in programs.items()}
+    dtypes = {p.dtype for p in printers.values()}
+    if len(dtypes) != 1:
+        raise ValueError(f"one module needs one dtype, got {sorted(dtypes)}")
+    w = CodeWriter()
+    next(iter(printers.values())).header(w)
+    w.line(f"typedef {'double' if dtypes.pop() == 'float64' else 'float'} real;")
+    w.blank()
+    abis = {name: p.print_program(w) for name, p in printers.items()}
+    return w.getvalue(), abis

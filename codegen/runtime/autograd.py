@@ -22,8 +22,11 @@ class PlanRunner:
     def __init__(self, plan: Plan, layout: Layout, backend: str, grad_inputs: tuple[bool, ...], num_outputs: int,
                  param_names: list[str]):
         self.plan, self.layout, self.param_names = plan, layout, param_names
-        self.forward = backends.build(backend, plan.forward, layout)
-        self.backward = backends.build(backend, plan.backward, layout) if plan.backward is not None else None
+        programs = {"forward": plan.forward}
+        if plan.backward is not None:
+            programs["backward"] = plan.backward
+        built = backends.build(backend, programs, layout)
+        self.forward, self.backward = built["forward"], built.get("backward")
         self.grad_inputs, self.num_outputs = grad_inputs, num_outputs
 
     def draw(self, program: KernelProgram, like: Tensor) -> dict[str, Tensor]:

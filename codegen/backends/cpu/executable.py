@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from codegen.backends.cfamily import ABI_VERSION, DOMAIN_ORDER, Abi
+from codegen.backends.cfamily import ABI_VERSION, DOMAIN_ORDER, Abi, print_module
 from codegen.backends.cpu.legalize import split_scatter
 from codegen.backends.cpu.printer import CpuPrinter
 from codegen.errors import CompileError
@@ -42,15 +42,20 @@ def index_tensor(layout: Layout, kind: str, name: str) -> Tensor:
     return ptr if kind == "group_ptr" else perm
 
 
-class CpuExecutable:
-    """A kernel program compiled for the CPU and bound to one graph layout."""
+def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str, CpuExecutable]:
+    """Compile a model's programs (forward, backward) as one library; one executable each."""
+    legal = {name: split_scatter(p) for name, p in programs.items()}
+    source, abis = print_module(CpuPrinter, legal)
+    lib = load_library(source, toolchain(), ABI_VERSION)
+    return {name: CpuExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source)
+            for name in legal}
 
-    def __init__(self, program: KernelProgram, layout: Layout):
-        self.program = split_scatter(program)
-        self.layout = layout
-        self.source, self.abi = CpuPrinter(self.program).source()
-        self.lib = load_library(self.source, toolchain(), ABI_VERSION)
-        self.entry = self.lib.graphcore_run
+
+class CpuExecutable:
+    """One entry of a compiled CPU library, bound to one graph layout."""
+
+    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str):
+        self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
                                ctypes.POINTER(ctypes.c_int64), ctypes.c_int]

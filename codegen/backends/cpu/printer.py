@@ -26,8 +26,8 @@ class CpuPrinter(CFamilyPrinter):
     def signature(self, name: str) -> str:
         return f"static void {name}(void* const* B, const int64_t* const* I, const int64_t* rows)"
 
-    def entry(self, w: CodeWriter, names: list[str]) -> None:
-        with w.block('extern "C" int graphcore_run(void* const* B, const int64_t* const* I, const int64_t* rows, '
+    def entry(self, w: CodeWriter, names: list[str], symbol: str) -> None:
+        with w.block(f'extern "C" int {symbol}(void* const* B, const int64_t* const* I, const int64_t* rows, '
                      'int threads)'):
             w.line("if (threads > 0) omp_set_num_threads(threads);")
             for name in names:
@@ -35,7 +35,7 @@ class CpuPrinter(CFamilyPrinter):
             w.line("return 0;")
 
     def kernel(self, w: CodeWriter, k) -> None:
-        with w.block(self.signature(k.name)):
+        with w.block(self.signature(self.kernel_name(k))):
             if isinstance(k, TraversalSpec):
                 self.traversal(w, k)
             elif k.mode == "mm":

@@ -1,0 +1,172 @@
+"""The CPU backend equals the reference backend, is thread-count independent, and caches builds."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import graphcore as gc
+from codegen.errors import BuildError
+from codegen.runtime import build, cache, load
+from datasets import hetero
+from graphcore.testing import edge_case_graphs, layer_zoo
+
+GRAPHS = edge_case_graphs()
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "hetero"
+
+
+def grads_of(model, backend, g, x, probe):
+    compiled = gc.compile(model, backend=backend)
+    x = x.clone().requires_grad_()
+    out = compiled(g, x)
+    params = [p for p in model.parameters()]
+    grads = torch.autograd.grad((out * probe).sum(), [x, *params], allow_unused=True)
+    return out.detach(), grads
+
+
+def assert_backends_agree(model, g, x, rtol=1e-10, atol=1e-12):
+    probe = torch.randn(g.num_nodes(), model.out_channels * getattr(model, "heads", 1)
+                        if isinstance(model, gc.nn.RGAT) else model.out_channels, dtype=x.dtype)
+    ref_out, ref_grads = grads_of(model, "torch", g, x, probe)
+    cpu_out, cpu_grads = grads_of(model, "cpu", g, x, probe)
+    torch.testing.assert_close(cpu_out, ref_out, rtol=rtol, atol=atol)
+    for a, b in zip(cpu_grads, ref_grads):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("graph", ["mixed", "one_relation"])
+@pytest.mark.parametrize("layer", list(layer_zoo(GRAPHS["mixed"])))
+def test_cpu_equals_reference_on_edge_case_graphs(graph, layer):
+    g = GRAPHS[graph]
+    model = layer_zoo(g)[layer]
+    assert_backends_agree(model, g, torch.randn(g.num_nodes(), model.in_channels, dtype=torch.float64))
+
+
+def real_graph_models(g, d):
+    R, T = g.num_relations, g.num_node_types
+    return {"rgcn": gc.nn.RGCN(d, d, R, aggr="mean"), "rgat": gc.nn.RGAT(d, d // 2, R, heads=2),
+            "hgt": gc.nn.HGT(d, d, T, R, heads=2)}
+
+
+@pytest.mark.parametrize("name", ["aifb", "mutag", "fb15k237"])
+@pytest.mark.parametrize("model", ["rgcn", "rgat", "hgt"])
+def test_cpu_equals_reference_on_real_graphs(name, model):
+    if name == "fb15k237" and not (SHARED / "fb15k237.npz").is_file():
+        pytest.skip("fb15k237 is read from ../shared/datasets/hetero")
+    torch.manual_seed(0)
+    g = hetero.load(name).graph.add_reverse_edges()
+    layer = real_graph_models(g, 8)[model].double()
+    assert_backends_agree(layer, g, torch.randn(g.num_nodes(), 8, dtype=torch.float64), rtol=1e-9, atol=1e-10)
+
+
+def test_float32_agrees_with_reference():
+    g = hetero.load("aifb").graph.add_reverse_edges()
+    model = real_graph_models(g, 16)["rgat"]
+    assert_backends_agree(model, g, torch.randn(g.num_nodes(), 16), rtol=1e-4, atol=1e-5)
+
+
+def test_one_and_two_threads_give_identical_results():
+    g = hetero.load("aifb").graph.add_reverse_edges()
+    torch.manual_seed(0)
+    model = real_graph_models(g, 16)["hgt"]
+    compiled = gc.compile(model, backend="cpu")
+    x = torch.randn(g.num_nodes(), 16)
+    results = []
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            xi = x.clone().requires_grad_()
+            out = compiled(g, xi)
+            out.pow(2).sum().backward()
+            results.append([out.detach(), xi.grad, *(p.grad.clone() for p in model.parameters())])
+            model.zero_grad()
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHCORE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(load, "_LOADED", {})
+    calls = []
+    real = build.compile_shared
+
+    def counting(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(build, "compile_shared", counting)
+    return tmp_path / "cache", calls
+
+
+def test_second_compile_hits_the_cache(fresh_cache):
+    root, calls = fresh_cache
+    g = GRAPHS["dense"]
+    model = gc.nn.RGCN(4, 3, g.num_relations).double()
+    x = torch.randn(g.num_nodes(), 4, dtype=torch.float64)
+    first = gc.compile(model, backend="cpu")(g, x)
+    assert len(calls) == 1
+    load._LOADED.clear()  # a new process: nothing loaded, the disk cache is all there is
+    second = gc.compile(model, backend="cpu")(g, x)
+    assert len(calls) == 1, "no compiler run on a cache hit"
+    torch.testing.assert_close(first, second)
+    libs = list(root.glob("*/*/lib.so"))
+    assert len(libs) == 1 and (libs[0].parent / "manifest.json").is_file()
+
+
+def test_corrupt_library_is_rebuilt(fresh_cache):
+    root, calls = fresh_cache
+    source = 'extern "C" int answer() { return 42; }'
+    toolchain = cache.Toolchain("g++", ("-O2", "-shared", "-fPIC"))
+    lib = cache.build_cached(source, toolchain, 1, build.compile_shared)  # built, as by another process
+    lib.write_bytes(lib.read_bytes()[:100])  # truncated, as by a full disk
+    assert not cache.is_valid(lib.parent, toolchain)
+    assert load.load_library(source, toolchain, 1).answer() == 42
+    assert len(calls) == 2 and cache.is_valid(lib.parent, toolchain)
+
+
+def test_new_flags_give_a_new_key(fresh_cache):
+    source = 'extern "C" int f() { return 1; }'
+    base = cache.Toolchain("g++", ("-O2", "-shared", "-fPIC"))
+    other = cache.Toolchain("g++", ("-O3", "-shared", "-fPIC"))
+    assert cache.cache_key(source, base, 1) != cache.cache_key(source, other, 1)
+    assert cache.cache_key(source, base, 1) != cache.cache_key(source, base, 2)
+
+
+def test_missing_compiler_is_a_build_error(fresh_cache):
+    with pytest.raises(BuildError, match="compiler 'g\\+\\+-graphcore-missing' not found"):
+        load.load_library("int x;", cache.Toolchain("g++-graphcore-missing", ("-shared",)), 1)
+
+
+def test_failing_compile_keeps_message_and_source(fresh_cache):
+    with pytest.raises(BuildError) as info:
+        load.load_library("this is not C++", cache.Toolchain("g++", ("-shared", "-fPIC")), 1)
+    err = info.value
+    assert err.returncode != 0 and "error" in err.stderr and Path(err.source_path).read_text() == "this is not C++"
+    assert "source:" in str(err)
+
+
+def test_concurrent_processes_build_the_same_model(tmp_path):
+    script = textwrap.dedent("""
+        import torch, graphcore as gc
+        from graphcore.testing import edge_case_graphs
+        g = edge_case_graphs()["mixed"]
+        torch.manual_seed(0)
+        model = gc.nn.HGT(5, 4, g.num_node_types, g.num_relations).double()
+        out = gc.compile(model, backend="cpu")(g, torch.ones(g.num_nodes(), 5, dtype=torch.float64))
+        print(float(out.sum()))
+    """)
+    env = dict(os.environ, GRAPHCORE_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    assert outputs[0][0] == outputs[1][0]
+    assert len(list((tmp_path / "cache").glob("*/*/lib.so"))) == 1
