@@ -1,0 +1,228 @@
+"""Ablation of the traffic forecaster: adjacency mode x virtual nodes x seeds on Los-loop.
+
+Every configuration is trained for a fixed number of epochs in its own forked process (so its
+peak memory is its own), then evaluated on the test split beside the persistence and
+time-of-day-mean floors computed on the same windows. Prints a markdown table (mean ± std over
+seeds), the machine and library versions, and writes a JSON result after every run (``--resume``
+continues an interrupted grid) plus figures.
+
+    nice -n 10 python benchmarks/traffic_ablation.py              # full grid: 4 modes x n_v {0,1,5,10,20} x 3 seeds
+    python benchmarks/traffic_ablation.py --quick                 # distance/semi x n_v {0,10} x 1 seed, 2 epochs
+    python benchmarks/traffic_ablation.py --modes distance semi --n_virtual 0 10 --epochs 12 \\
+        --hidden_channels 32 --graph_channels 16 --out results/traffic_goal.json   # the demo model
+
+``semi`` with 0 virtual nodes is the ``distance`` model, so that cell is not trained twice.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import lightning as L  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from datasets.traffic import LOS_LOOP  # noqa: E402
+from tasks.traffic.adjacency import ADJACENCY_MODES  # noqa: E402
+from tasks.traffic.baselines import floor_errors  # noqa: E402
+from tasks.traffic.data import TrafficDataModule  # noqa: E402
+from tasks.traffic.metrics import MaskedHorizonErrors, horizon_report  # noqa: E402
+from tasks.traffic.module import TrafficForecaster, forecast  # noqa: E402
+from tasks.traffic.plots import plot_error_vs_horizon, plot_sensitivity, plot_virtual_adjacency  # noqa: E402
+from tasks.traffic.report import markdown_table  # noqa: E402
+from tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop  # noqa: E402
+
+SHARED_LOS_LOOP = ROOT.parent / "shared" / "datasets" / "traffic" / "los_loop" / "los_loop.npz"
+SENSITIVITY_RUNS = {("distance", 0), ("semi", 10)}   # drawn for seed 0
+SUMMARY_ROWS = ("h3 (15 min)", "h12 (60 min)", "h24 (120 min)", "avg 1-24", "avg 13-24")
+
+
+class TrainTimer(L.Callback):
+    """Wall time spent in training epochs only (validation excluded)."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds += time.perf_counter() - self._start
+
+
+def errors_to_json(errors: MaskedHorizonErrors, interval: float) -> dict:
+    per_step = {k: v.tolist() for k, v in errors.compute().items()}
+    return {"per_step": per_step, "rows": horizon_report(errors, interval)}
+
+
+def run_one(data: TrafficDataModule, mode: str, n_virtual: int, seed: int, args) -> dict:
+    """Train and evaluate one configuration (runs in a forked child)."""
+    torch.set_num_threads(args.threads)
+    L.seed_everything(seed, verbose=False)
+    model = TrafficForecaster(adjacency_mode=mode, n_virtual=n_virtual, hidden_channels=args.hidden_channels,
+                              graph_channels=args.graph_channels, lr=args.lr)
+    timer = TrainTimer()
+    trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, gradient_clip_val=5.0, callbacks=[timer])
+    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    trainer.fit(model, data)
+    _, val_errors = forecast(model, data, "val")
+    _, test_errors = forecast(model, data, "test")
+    interval = data.series.interval_minutes
+    result = {"mode": mode, "n_virtual": n_virtual, "seed": seed, "epochs": args.epochs,
+              "parameters": sum(p.numel() for p in model.parameters()),
+              "train_seconds": timer.seconds,
+              "train_windows_per_s": args.epochs * len(data.dataset("train")) / timer.seconds,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "rss_at_start_mb": baseline_rss,
+              "val": errors_to_json(val_errors, interval), "test": errors_to_json(test_errors, interval)}
+    if seed == 0 and (mode, n_virtual) in SENSITIVITY_RUNS:
+        targets = np.random.default_rng(0).choice(data.series.num_nodes, size=args.sensitivity_targets, replace=False)
+        window = data.dataset("test")[len(data.dataset("test")) // 2][0]
+        hops = hop_distances(data.series.adjacency)
+        distances, means = sensitivity_by_hop(layerwise_sensitivity(model.net, window, targets.tolist()), hops, targets)
+        result["sensitivity"] = {"hops": distances.tolist(), "means": means.tolist()}
+    if seed == 0 and model.net.adjacency.emb1 is not None and n_virtual:
+        result["virtual_edge_weights"] = model.net.adjacency.virtual_edge_weights().tolist()
+    return result
+
+
+def grid(args) -> list[tuple[str, int, int]]:
+    cells = [(m, v) for m in args.modes for v in args.n_virtual if not (m == "semi" and v == 0)]
+    return [(m, v, s) for m, v in cells for s in args.seeds]
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def summarise(results: list[dict], floors: dict, args) -> str:
+    header = ["config", "seeds", "MAE 15 min", "MAE 60 min", "MAE 120 min", "MAE avg 1-24", "MAE avg 13-24",
+              "RMSE avg 13-24", "train windows/s", "peak RSS MB"]
+    rows = [[name, "-", *(f"{floors[name]['rows'][r]['mae']:.2f}" for r in SUMMARY_ROWS),
+             f"{floors[name]['rows']['avg 13-24']['rmse']:.2f}", "-", "-"] for name in floors]
+    configs = sorted({(r["mode"], r["n_virtual"]) for r in results},
+                     key=lambda c: (ADJACENCY_MODES.index(c[0]), c[1]))
+    for mode, n_v in configs:
+        runs = [r for r in results if (r["mode"], r["n_virtual"]) == (mode, n_v)]
+        rows.append([f"{mode}, {n_v} VN", len(runs),
+                     *(mean_std([r["test"]["rows"][row]["mae"] for r in runs]) for row in SUMMARY_ROWS),
+                     mean_std([r["test"]["rows"]["avg 13-24"]["rmse"] for r in runs]),
+                     f"{np.median([r['train_windows_per_s'] for r in runs]):.0f}",
+                     f"{np.median([r['peak_rss_mb'] for r in runs]):.0f}"])
+    return markdown_table(header, rows)
+
+
+def environment(args) -> dict:
+    import lightning
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
+            "torch": torch.__version__, "lightning": lightning.__version__, "numpy": np.__version__}
+
+
+def draw(results: list[dict], floors: dict, minutes: np.ndarray, args) -> list[Path]:
+    figures = Path(args.figures)
+    floor_curves = {name: (minutes, np.array(f["per_step"]["mae"]), None) for name, f in floors.items()}
+    panels = {}
+    for mode in args.modes:
+        curves = {}
+        for n_v in args.n_virtual:
+            key = ("distance", 0) if (mode, n_v) == ("semi", 0) else (mode, n_v)
+            runs = [np.array(r["test"]["per_step"]["mae"]) for r in results if (r["mode"], r["n_virtual"]) == key]
+            if runs:
+                curves[f"{n_v} VN"] = (minutes, np.mean(runs, axis=0), np.std(runs, axis=0) if len(runs) > 1 else None)
+        if curves:
+            panels[f"adjacency: {mode}"] = {**curves, **floor_curves}
+    written = [plot_error_vs_horizon(panels, figures / "traffic_ablation_error_vs_horizon.png")]
+    sens = {f"{r['mode']}, {r['n_virtual']} VN": (np.array(r["sensitivity"]["hops"]), np.array(r["sensitivity"]["means"]))
+            for r in results if "sensitivity" in r}
+    if sens:
+        written.append(plot_sensitivity(sens, figures / "traffic_ablation_sensitivity.png"))
+    semi = [r for r in results if "virtual_edge_weights" in r and r["mode"] == "semi" and r["n_virtual"] == 10]
+    if semi:
+        with np.load(args.data) as z:
+            lat, lon = z["lat"], z["lon"]
+        written.append(plot_virtual_adjacency(lat, lon, np.array(semi[0]["virtual_edge_weights"]),
+                                              figures / "traffic_ablation_virtual_adjacency.png"))
+    return written
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_data = SHARED_LOS_LOOP if SHARED_LOS_LOOP.is_file() else LOS_LOOP
+    parser.add_argument("--data", default=str(default_data), help="Los-loop .npz (default: shared copy, else bundled)")
+    parser.add_argument("--modes", nargs="+", default=list(ADJACENCY_MODES), choices=ADJACENCY_MODES)
+    parser.add_argument("--n_virtual", nargs="+", type=int, default=[0, 1, 5, 10, 20])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs per run (default 5; 2 with --quick)")
+    parser.add_argument("--hidden_channels", type=int, default=16)
+    parser.add_argument("--graph_channels", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--sensitivity_targets", type=int, default=12)
+    parser.add_argument("--quick", action="store_true", help="distance/semi x n_v {0, 10} x seed 0, 2 epochs")
+    parser.add_argument("--out", default=str(ROOT / "results" / "traffic_ablation.json"))
+    parser.add_argument("--figures", default=str(ROOT / "results" / "figures"),
+                        help="folder for PNGs (copy the ones the README shows to docs/figures/)")
+    parser.add_argument("--resume", action="store_true", help="keep finished runs of --out with the same settings")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.modes, args.n_virtual, args.seeds = ["distance", "semi"], [0, 10], [0]
+    if args.epochs is None:
+        args.epochs = 2 if args.quick else 5
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    torch.set_num_threads(args.threads)
+    data = TrafficDataModule(data_path=args.data, input_len=12, horizon=24)
+    data.setup()
+    interval = data.series.interval_minutes
+    floors = {name: errors_to_json(e, interval) for name, e in floor_errors(data.series, data.windows, "test").items()}
+    settings = {k: getattr(args, k) for k in ("data", "epochs", "hidden_channels", "graph_channels", "lr", "threads")}
+    out = Path(args.out)
+    results = []
+    if args.resume and out.is_file():
+        previous = json.loads(out.read_text())
+        if previous.get("settings") == settings:
+            results = previous["runs"]
+    done = {(r["mode"], r["n_virtual"], r["seed"]) for r in results}
+    todo = [cell for cell in grid(args) if cell not in done]
+    context = multiprocessing.get_context("fork")
+    for mode, n_v, seed in tqdm(todo, desc="ablation runs", unit="run"):
+        with context.Pool(1, maxtasksperchild=1) as pool:
+            results.append(pool.apply(run_one, (data, mode, n_v, seed, args)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"settings": settings, "environment": environment(args),
+                                   "floors": floors, "runs": results}, indent=1))
+    minutes = np.arange(1, data.hparams.horizon + 1) * interval
+    table = summarise(results, floors, args)
+    env = environment(args)
+    print(f"\nLos-loop test split, 12 in / 24 out, {args.epochs} epochs per run, hidden {args.hidden_channels}/"
+          f"{args.graph_channels}; masked MAE/RMSE in mph, mean ± std over seeds\n")
+    print(table)
+    print("\n" + ", ".join(f"{k}: {v}" for k, v in env.items()))
+    for path in draw(results, floors, minutes, args):
+        print(path)
+    print(out)
+    return {"table": table, "runs": results}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Traffic forecasting with virtual nodes: ``python -m tasks.traffic fit|validate|test|predict|plot``."""

@@ -1,0 +1,112 @@
+"""LightningDataModule: sliding windows over a traffic series, split 70/10/20 in time order."""
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from datasets.traffic import (LOS_LOOP, TrafficSeries, WindowSplit, ZScore, day_of_week, load_traffic,
+                              split_windows, time_of_day)
+
+
+class WindowDataset(Dataset):
+    """Windows ``(x [T_in, N, C], y [H, N])`` starting at the given steps.
+
+    ``x`` holds model inputs (scaled speed and covariates); ``y`` the raw readings, missing
+    entries included, so metrics are computed in the data's units.
+    """
+
+    def __init__(self, inputs: Tensor, targets: Tensor, starts: np.ndarray, input_len: int, horizon: int):
+        self.inputs, self.targets, self.starts = inputs, targets, starts
+        self.input_len, self.horizon = input_len, horizon
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        s = int(self.starts[index])
+        end = s + self.input_len
+        return self.inputs[s:end], self.targets[end:end + self.horizon]
+
+
+class TrafficDataModule(L.LightningDataModule):
+    """Traffic windows for ``python -m tasks.traffic``; defaults read the bundled Los-loop.
+
+    Inputs per sensor and step: the z-scored speed (missing readings set to 0, the training
+    mean), then the time of day in [0, 1) and, optionally, a one-hot day of week. The z-score
+    is fitted on the steps that training inputs read, never on validation or test steps.
+
+    Args:
+        data_path: ``.npz``, ``.h5`` or ``.csv`` series (see :func:`datasets.traffic.load_traffic`);
+            ``None`` reads the bundled Los-loop.
+        adjacency_path: the graph of an ``.h5`` (``adj_mx.pkl``) or ``.csv`` series.
+        adjacency_key: matrix of an ``.npz`` to use (Los-loop: ``adj``, symmetric, or ``adj_dcrnn``).
+        input_len: input steps per window.
+        horizon: predicted steps per window.
+        split: train/val/test fractions of the windows, in time order.
+        time_of_day: add the time-of-day channel.
+        day_of_week: add 7 one-hot day-of-week channels (off by default: Los-loop's test days,
+            Tuesday and Wednesday, never occur in its training part).
+        batch_size: windows per batch.
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, data_path: str | None = None, adjacency_path: str | None = None,
+                 adjacency_key: str = "adj", input_len: int = 12, horizon: int = 24,
+                 split: tuple[float, float, float] = (0.7, 0.1, 0.2), time_of_day: bool = True,
+                 day_of_week: bool = False, batch_size: int = 32, num_workers: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.series: TrafficSeries | None = None
+        self.windows: WindowSplit | None = None
+        self.scaler: ZScore | None = None
+        self.inputs: Tensor | None = None
+        self.targets: Tensor | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load, split and scale once; later calls are no-ops."""
+        if self.series is not None:
+            return
+        hp = self.hparams
+        series = load_traffic(hp.data_path or LOS_LOOP, hp.adjacency_path, hp.adjacency_key)
+        windows = split_windows(series.num_steps, hp.input_len, hp.horizon, tuple(hp.split))
+        train = slice(0, windows.train_input_steps)
+        scaler = ZScore.fit(series.speed[train], series.mask[train])
+        features = [np.where(series.mask, scaler.transform(series.speed), 0.0)[..., None]]
+        steps = np.ones((1, series.num_nodes, 1), dtype=np.float32)
+        if hp.time_of_day:
+            features.append(time_of_day(series.timestamps)[:, None, None] * steps)
+        if hp.day_of_week:
+            features.append(np.eye(7, dtype=np.float32)[day_of_week(series.timestamps)][:, None, :] * steps)
+        self.series, self.windows, self.scaler = series, windows, scaler
+        self.inputs = torch.from_numpy(np.concatenate(features, axis=-1).astype(np.float32))
+        self.targets = torch.from_numpy(series.speed)
+
+    @property
+    def in_channels(self) -> int:
+        """Input features per sensor and step."""
+        return 1 + int(self.hparams.time_of_day) + 7 * int(self.hparams.day_of_week)
+
+    def dataset(self, stage: str) -> WindowDataset:
+        """The windows of ``train``, ``val`` or ``test``."""
+        self.setup()
+        return WindowDataset(self.inputs, self.targets, self.windows.starts(stage),
+                             self.hparams.input_len, self.hparams.horizon)
+
+    def _loader(self, stage: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(self.dataset(stage), batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

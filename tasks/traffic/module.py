@@ -1,0 +1,175 @@
+"""LightningModule: trains :class:`VirtualNodeSTGCN` with the masked MAE in mph."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from tasks.traffic.adjacency import check_mode
+from tasks.traffic.baselines import floor_errors
+from tasks.traffic.data import TrafficDataModule
+from tasks.traffic.metrics import MaskedHorizonErrors, horizon_report, masked_mae_loss
+from tasks.traffic.model import VirtualNodeSTGCN
+from tasks.traffic.report import markdown_table, write_horizon_csv
+
+
+class TrafficForecaster(L.LightningModule):
+    """Virtual-node STGCN forecaster; the network is built from the data in ``configure_model``.
+
+    The graph, the number of sensors and the scaler come from :class:`TrafficDataModule`, so
+    they are not hyper-parameters; the scaler is a buffer and travels in checkpoints.
+
+    Args:
+        adjacency_mode: ``distance``, ``all_ones``, ``adaptive`` or ``semi`` (see
+            :mod:`tasks.traffic.adjacency`).
+        n_virtual: virtual nodes with zero input.
+        hidden_channels: channels of the temporal convolutions.
+        graph_channels: channels of the graph convolution.
+        n_blocks: ST blocks.
+        kernel_size: temporal kernel width.
+        diffusion_steps: powers of each transition matrix.
+        embedding_dim: width of the adjacency embeddings.
+        prune_threshold: learned adjacency weights below it become 0.
+        dropout: dropout after each block.
+        lr: Adam learning rate (cosine-annealed over ``max_epochs``).
+        weight_decay: Adam weight decay.
+    """
+
+    def __init__(self, adjacency_mode: Literal["distance", "all_ones", "adaptive", "semi"] = "semi",
+                 n_virtual: int = 10, hidden_channels: int = 32, graph_channels: int = 16, n_blocks: int = 2,
+                 kernel_size: int = 3, diffusion_steps: int = 2, embedding_dim: int = 10,
+                 prune_threshold: float = 0.1, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 1e-4,
+                 node_embedding_dim: int = 0):
+        super().__init__()
+        check_mode(adjacency_mode)
+        self.save_hyperparameters()
+        self.net: VirtualNodeSTGCN | None = None
+        self.errors = nn.ModuleDict()
+        self.null_value = 0.0
+
+    def configure_model(self) -> None:
+        """Build the network from the trainer's datamodule (before any checkpoint is restored)."""
+        if self.net is None:
+            self.build(self.trainer.datamodule)
+
+    def build(self, data: TrafficDataModule) -> "TrafficForecaster":
+        """Create the network, the scaler buffer and the metrics for ``data``'s graph."""
+        data.setup()
+        hp, dhp = self.hparams, data.hparams
+        self.net = VirtualNodeSTGCN(
+            torch.from_numpy(data.series.adjacency), data.in_channels, dhp.input_len, dhp.horizon,
+            hp.n_virtual, hp.adjacency_mode, hp.hidden_channels, hp.graph_channels, hp.n_blocks,
+            hp.kernel_size, hp.diffusion_steps, hp.embedding_dim, hp.prune_threshold, hp.dropout,
+            hp.node_embedding_dim)
+        self.register_buffer("scale", torch.tensor([data.scaler.mean, data.scaler.std]))
+        self.null_value = data.series.missing_value
+        self.errors = nn.ModuleDict({s: MaskedHorizonErrors(dhp.horizon, self.null_value) for s in ("val", "test")})
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Forecast in the data's units: ``[B, T, N, C] -> [B, H, N]``."""
+        return self.net(x) * self.scale[1] + self.scale[0]
+
+    def _common_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        pred = self(x)
+        loss, count = masked_mae_loss(pred, y, self.null_value)
+        if stage == "train":
+            if count:
+                self.log("train/mae", loss, prog_bar=True, batch_size=x.shape[0])
+        else:
+            self.errors[stage].update(pred, y)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._common_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._common_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0])
+
+    def on_validation_epoch_end(self) -> None:
+        errors = self.errors["val"]
+        overall = errors.summary(1, errors.horizon)
+        self.log_dict({"val/mae": overall["mae"], "val/rmse": overall["rmse"]}, prog_bar=True)
+        if errors.horizon >= 12:
+            self.log("val/mae_60min", errors.summary(12, 12)["mae"])
+        errors.reset()
+
+    def on_test_epoch_end(self) -> None:
+        """Log the table rows, print them beside the floors, and save per-horizon CSV."""
+        errors = self.errors["test"]
+        data = self.trainer.datamodule
+        interval = data.series.interval_minutes if isinstance(data, TrafficDataModule) else 5.0
+        columns = {"model": errors}
+        if isinstance(data, TrafficDataModule):
+            columns.update(floor_errors(data.series, data.windows, "test"))
+        reports = {name: horizon_report(e, interval) for name, e in columns.items()}
+        for row, values in reports["model"].items():
+            key = row.split(" (")[0].replace(" ", "_")
+            self.log_dict({f"test/{m}_{key}": v for m, v in values.items()})
+        if self.trainer.is_global_zero:
+            rows = [[row] + [f"{reports[name][row]['mae']:.2f} / {reports[name][row]['rmse']:.2f}"
+                             for name in reports] for row in reports["model"]]
+            print("\nTest split, masked MAE / RMSE (mph):\n" + markdown_table(["horizon", *reports], rows))
+            if self.trainer.log_dir:
+                path = write_horizon_csv(Path(self.trainer.log_dir) / "test_horizons.csv", columns, interval)
+                print(f"per-horizon errors: {path}")
+        errors.reset()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        epochs = self.trainer.max_epochs if self.trainer is not None else None
+        if not epochs or epochs < 1:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)}
+
+
+def load_trained(ckpt_path: str | Path, **data_overrides) -> tuple[TrafficForecaster, TrafficDataModule]:
+    """Rebuild a trained model and its datamodule from a checkpoint, outside a Trainer.
+
+    Args:
+        ckpt_path: a checkpoint written by ``python -m tasks.traffic fit``.
+        **data_overrides: replace saved datamodule arguments (e.g. ``data_path``).
+
+    Returns:
+        ``(model in eval mode, set-up datamodule)``.
+    """
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+
+    def public(hparams: dict) -> dict:  # drop LightningCLI's bookkeeping keys such as "_instantiator"
+        return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+    data = TrafficDataModule(**{**public(ckpt.get("datamodule_hyper_parameters", {})), **data_overrides})
+    model = TrafficForecaster(**public(ckpt["hyper_parameters"])).build(data)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), data
+
+
+@torch.no_grad()
+def forecast(model: TrafficForecaster, data: TrafficDataModule, stage: str = "test",
+             batch_size: int = 64) -> tuple[Tensor, MaskedHorizonErrors]:
+    """Forecasts for every window of ``stage`` and their masked errors, outside a Trainer.
+
+    Returns:
+        ``(predictions [W, H, N] in the data's units, accumulated errors)``.
+    """
+    model.eval()
+    dataset = data.dataset(stage)
+    errors = MaskedHorizonErrors(dataset.horizon, data.series.missing_value)
+    preds = []
+    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+        pred = model(x)
+        errors.update(pred, y)
+        preds.append(pred)
+    return torch.cat(preds), errors
