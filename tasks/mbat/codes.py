@@ -326,6 +326,7 @@ class NumberCode:
         if not bandwidth > 0 or not z_max > 0:
             raise ValueError(f"number code: bandwidth and z_max must be > 0, got {bandwidth} and {z_max}")
         self.dim, self.kind, self.bandwidth, self.z_max = dim, kind, bandwidth, z_max
+        self._grids: dict[int, tuple[Tensor, Tensor]] = {}
         g = generator(seed, "number", kind)
         if kind == "fpe":
             self.freq = (torch.randn(dim, generator=g, dtype=torch.float64) / bandwidth).to(device, dtype)
@@ -350,9 +351,12 @@ class NumberCode:
 
     def decode(self, y: Tensor, steps: int = 4001) -> tuple[Tensor, Tensor]:
         """Best :math:`z` for each row of ``y`` ``[n, D]`` and its cosine similarity ``[n]``."""
-        zs = self.grid(steps)
-        codes = self.encode(zs)
-        sims = (y @ codes.T) / (y.norm(dim=-1, keepdim=True).clamp_min(1e-12) * codes.norm(dim=-1))
+        if steps not in self._grids:
+            zs = self.grid(steps)
+            codes = self.encode(zs)
+            self._grids[steps] = (zs, codes / codes.norm(dim=-1, keepdim=True))
+        zs, codes = self._grids[steps]
+        sims = (y @ codes.T) / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         best = sims.argmax(dim=-1)
         return zs[best], sims.gather(-1, best.unsqueeze(-1)).squeeze(-1)
 

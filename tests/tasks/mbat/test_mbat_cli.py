@@ -1,0 +1,98 @@
+"""The `python -m tasks.mbat` dispatcher: encode, search, query, fit, and --help for each."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from datasets import DATA_DIR
+from tasks.mbat.cli import main
+from tasks.mbat.data import JsonVectorDataModule
+from tasks.mbat.module import VectorClassifier
+
+CORPUS = str(DATA_DIR / "countries.jsonl.gz")
+
+
+@pytest.fixture(scope="module")
+def vectors(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mbat") / "c.npy"
+    main(["encode", CORPUS, "-o", str(out), "--dim", "1024", "--limit", "60", "--mask", "region", "subregion",
+          "--no-progress"])
+    return out
+
+
+def test_encode_writes_vectors_ids_and_encoder(vectors):
+    x = np.load(vectors)
+    assert x.shape == (60, 1024) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    ids = json.loads(vectors.with_name("c.npy.ids.json").read_text())
+    assert ids[:2] == ["ABW", "AFG"] and len(ids) == 60
+    meta = json.loads(vectors.with_name("c.npy.encoder.json").read_text())
+    assert meta["mask"] == ["region", "subregion"] and meta["encoder"]["config"]["dim"] == 1024
+
+
+def test_search_by_id_and_by_json(vectors, capsys):
+    main(["search", str(vectors), "--id", "AUT", "-k", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rank", "score", "id"] and len(lines) == 4
+    assert "AUT" not in " ".join(lines[1:])
+    main(["search", str(vectors), "--json", json.dumps({"name": {"common": "Austria"}}), "-k", "1"])
+    assert capsys.readouterr().out.splitlines()[1].split()[2] == "AUT"
+    main(["search", str(vectors), "--id", "AUT", "-k", "3", "--faiss"])
+    assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_query_reads_fields_back(vectors, capsys):
+    main(["query", str(vectors), "--id", "AFG", "--path", "capital[0]", "independent", "latlng[0]"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('capital[0] = "Kabul"')
+    assert out[1].startswith("independent = true")
+    assert abs(float(out[2].split("=")[1].split()[0]) - 33.0) < 6
+
+
+def test_cli_errors(vectors):
+    with pytest.raises(SystemExit, match="id 'XXX' is not among the 60"):
+        main(["search", str(vectors), "--id", "XXX"])
+    with pytest.raises(SystemExit, match="give --id ID or --json"):
+        main(["search", str(vectors)])
+    with pytest.raises(SystemExit, match="error: .*nothing to compare latlng with"):
+        main(["query", str(vectors), "--id", "AFG", "--path", "latlng"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["search", str(vectors.with_name("none.npy")), "--id", "AFG"])
+
+
+@pytest.mark.parametrize("cmd", [[], ["encode"], ["search"], ["query"], ["fit"]])
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*cmd, "--help"])
+    assert e.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_fit_runs_with_lightning_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--data.limit", "120", "--data.dim", "512", "--trainer.fast_dev_run", "true",
+          "--trainer.accelerator", "cpu"])
+
+
+def test_datamodule_and_classifier_learn():
+    dm = JsonVectorDataModule(corpus=CORPUS, label="region", dim=512, limit=150, mask=["region", "subregion"])
+    dm.setup("fit")
+    assert dm.num_classes >= 4 and len(dm.train_set) + len(dm.val_set) + len(dm.test_set) <= 150
+    x, y = dm.train_set.tensors
+    model = VectorClassifier(in_dim=512, num_classes=dm.num_classes, hidden=0, lr=0.05)
+    opt = model.configure_optimizers()
+    for _ in range(100):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    assert (model(x).argmax(1) == y).float().mean() > 0.95  # separable in D=512
+    vx, vy = dm.val_set.tensors
+    assert (model(vx).argmax(1) == vy).float().mean() > 1.5 / dm.num_classes
+    with pytest.raises(ValueError, match="no label 'nope'"):
+        JsonVectorDataModule(corpus=CORPUS, label="nope", limit=5)
+    with pytest.raises(ValueError, match="val_fraction"):
+        JsonVectorDataModule(corpus=CORPUS, val_fraction=0.6, test_fraction=0.5)
+    with pytest.raises(ValueError, match="num_classes >= 2"):
+        VectorClassifier(num_classes=1)

@@ -1,0 +1,95 @@
+"""Reading fields back: clean-up against item memories, number decoding, membership, capacity."""
+import numpy as np
+import pytest
+import torch
+
+from tasks.mbat.capacity import capacity_curves, plot, recall
+from tasks.mbat.encoder import JsonEncoder
+from tasks.mbat.query import ItemMemory, contains, query
+
+
+def _corpus(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"]
+    return [{"name": f"item {i}", "kind": str(rng.choice(words)), "ok": bool(rng.integers(2)),
+             "loc": [float(rng.uniform(-60, 60)), float(rng.uniform(-170, 170))],
+             "tags": [str(t) for t in rng.choice(words, 3, replace=False)], "meta": {"owner": {"id": f"u{i % 7}"}},
+             "size": float(10 ** rng.uniform(0, 6))} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    docs = _corpus()
+    enc = JsonEncoder(dim=4096).fit(docs)
+    return docs, enc, ItemMemory(enc).fit(docs), enc.encode_batch(docs)
+
+
+def test_query_strings_and_atoms_within_capacity(setup):
+    docs, enc, mem, x = setup
+    for i in range(0, 40, 4):
+        d = docs[i]
+        assert query(enc, x[i], "name", mem).value == d["name"]
+        assert query(enc, x[i], "kind", mem).value == d["kind"]
+        assert query(enc, x[i], "ok", mem).value is d["ok"]
+        assert query(enc, x[i], "tags[2]", mem).value == d["tags"][2]
+        assert query(enc, x[i], ("meta", "owner", "id"), mem).value == d["meta"]["owner"]["id"]
+
+
+def test_query_numbers_read_back_from_level_code(setup):
+    docs, enc, mem, x = setup
+    for i in range(0, 40, 5):
+        lat = query(enc, x[i], "loc[0]", mem).value
+        assert lat == pytest.approx(docs[i]["loc"][0], abs=6.0)
+        size = query(enc, x[i], "size").value
+        assert np.log10(size) == pytest.approx(np.log10(docs[i]["size"]), abs=0.4)
+
+
+def test_query_result_and_candidates(setup):
+    docs, enc, mem, x = setup
+    res = query(enc, x[0], "kind", mem, top=3)
+    assert len(res.candidates) == 3 and res.candidates[0] == (res.value, res.score)
+    assert res.score > res.candidates[1][1]
+    assert str(res).startswith(f'kind = "{docs[0]["kind"]}"')
+
+
+def test_membership(setup):
+    docs, enc, _, x = setup
+    present, absent = docs[3]["tags"][1], next(w for w in ["alpha", "beta", "gamma", "delta"] if w not in docs[3]["tags"])
+    assert contains(enc, x[3], "tags", present, any_position=3) > 0.15
+    assert abs(contains(enc, x[3], "tags", absent, any_position=3)) < 0.1
+    assert contains(enc, x[3], "kind", docs[3]["kind"]) > contains(enc, x[3], "kind", "no such kind") + 0.1
+
+
+def test_query_errors(setup):
+    _, enc, mem, x = setup
+    with pytest.raises(ValueError, match=r"nothing to compare nowhere\.x with"):
+        query(enc, x[0], "nowhere.x", mem)
+    with pytest.raises(ValueError, match="need one 4096-dimensional vector"):
+        query(enc, x[:2], "kind", mem)
+    with pytest.raises(ValueError, match="cannot parse path"):
+        query(enc, x[0], "kind..x", mem)
+
+
+def test_item_memory_save_load(setup, tmp_path):
+    docs, enc, mem, x = setup
+    mem.save(tmp_path / "mem.json.gz")
+    again = ItemMemory.load(tmp_path / "mem.json.gz", enc)
+    assert again.values.keys() == mem.values.keys()
+    assert query(enc, x[5], "ok", again).value is docs[5]["ok"]
+    assert query(enc, x[5], "tags[0]", again).value == docs[5]["tags"][0]
+
+
+def test_capacity_recall_falls_with_pairs_and_rises_with_dim():
+    assert recall(512, 8, trials=4, codebook=200) == 1.0
+    assert recall(512, 256, trials=2, codebook=200) < 0.5
+    assert recall(2048, 64, trials=2, codebook=200) > recall(512, 64, trials=2, codebook=200)
+    with pytest.raises(ValueError, match="need n_pairs >= 1"):
+        recall(512, 0)
+
+
+def test_capacity_curves_and_plot(tmp_path):
+    res = capacity_curves(dims=(128, 256), trials=2, codebook=100, progress=False)
+    caps = [res["curves"][d]["capacity"] for d in ("128", "256")]
+    assert 0 < caps[0] <= caps[1]
+    plot(res, tmp_path / "cap.png")
+    assert (tmp_path / "cap.png").read_bytes()[:4] == b"\x89PNG"
