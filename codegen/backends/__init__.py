@@ -19,7 +19,7 @@ class Executable(Protocol):
             ) -> list[Tensor]: ...
 
 
-BACKENDS = ("torch", "cpu")
+BACKENDS = ("torch", "cpu", "cuda")
 
 
 def build(backend: str, programs: dict[str, KernelProgram], layout: Layout) -> dict[str, Executable]:
@@ -33,6 +33,10 @@ def build(backend: str, programs: dict[str, KernelProgram], layout: Layout) -> d
         from codegen.backends.cpu.executable import build_module
 
         return build_module(programs, layout)
+    if backend == "cuda":
+        from codegen.backends.cuda.executable import build_module as build_cuda
+
+        return build_cuda(programs, layout)
     raise CompileError(f"unknown backend {backend!r}; available: {list(BACKENDS)}")
 
 
@@ -42,4 +46,4 @@ def resolve(backend: str, device_type: str) -> str:
         if backend not in BACKENDS:
             raise CompileError(f"unknown backend {backend!r}; available: {['auto', *BACKENDS]}")
         return backend
-    return "cpu" if device_type == "cpu" else "torch"
+    return {"cpu": "cpu", "cuda": "cuda"}.get(device_type, "torch")

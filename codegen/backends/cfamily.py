@@ -56,6 +56,8 @@ class CFamilyPrinter:
         self.dtype = next((b.dtype for b in program.buffers), "float32")
         self.buffers = tuple(b.name for b in program.buffers)
         self._indices: list[tuple[str, str]] = []
+        # what the kernel being printed reads: variable -> (C type, expression on B/I/rows)
+        self.uses: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------ names
     def kernel_name(self, k) -> str:
@@ -74,41 +76,26 @@ class CFamilyPrinter:
         prefix = {"index": "ix", "ptr": "sp", "group_ptr": "gp", "group_perm": "gm"}[kind]
         return f"{prefix}_{name.replace('*', 'all')}"
 
-    def declare_index(self, w: CodeWriter, kind: str, name: str) -> str:
+    def use_index(self, kind: str, name: str) -> str:
         var = self.index_var(kind, name)
-        w.line(f"const int64_t* {self.restrict} {var} = I[{self.index_slot(kind, name)}];")
+        self.uses[var] = ("const int64_t*", f"I[{self.index_slot(kind, name)}]")
         return var
 
     def rows_of(self, domain: Domain | None) -> str:
-        return f"rows[{DOMAIN_ORDER.index(domain or Domain.SCALAR)}]"
+        domain = domain or Domain.SCALAR
+        var = f"n_{domain}"
+        self.uses[var] = ("int64_t", f"rows[{DOMAIN_ORDER.index(domain)}]")
+        return var
 
     def address(self, access: Access, base: str) -> str:
         expr = base
         for name in access.chain:
-            expr = "0" if name == "*" else f"{self.index_var('index', name)}[{expr}]"
+            expr = "0" if name == "*" else f"{self.use_index('index', name)}[{expr}]"
         return expr
 
-    def chains_of(self, body) -> set[str]:
-        names: set[str] = set()
-        for s in body:
-            if isinstance(s, Loop):
-                names |= self.chains_of(s.body)
-            elif s.attr("access") is not None:
-                names |= {n for n in s.attr("access").chain if n != "*"}
-        return names
-
-    def declare_buffers(self, w: CodeWriter, names) -> None:
-        for name in sorted(set(names), key=self.buf):
-            w.line(f"real* {self.restrict} {name} = (real*)B[{self.buf(name)}];")
-
-    def buffers_of(self, body) -> set[str]:
-        names: set[str] = set()
-        for s in body:
-            if isinstance(s, Loop):
-                names |= self.buffers_of(s.body)
-            elif s.attr("access") is not None:
-                names.add(s.attr("access").buffer)
-        return names
+    def use_buffer(self, name: str) -> str:
+        self.uses[name] = ("real*", f"(real*)B[{self.buf(name)}]")
+        return name
 
     # ------------------------------------------------------------------ dialect hooks
     def math(self, fn: str) -> str:  # spelling of a math function
@@ -144,6 +131,12 @@ class CFamilyPrinter:
             stride *= shape[d]
         return " + ".join(reversed(terms)) or "0"
 
+    def assign(self, lhs: str, op: str, rhs: str) -> str:
+        """One element update; ``atomic+=`` marks an add that other threads may race with."""
+        if op == "atomic+=":
+            raise ValueError("this dialect has no atomic add: legalise scatters before printing")
+        return f"{lhs} {op} {rhs};"
+
     def elementwise(self, w: CodeWriter, out: str, shape: tuple[int, ...], args: list[tuple[str, tuple[int, ...]]],
                     expr, op: str = "=") -> None:
         """``out[e] op expr(arg_0[e'], ...)`` over every element of ``shape`` with broadcasting."""
@@ -152,14 +145,14 @@ class CFamilyPrinter:
             items = [f"{a}[{'j' if a_shape == shape and n > 1 else '0'}]" for a, a_shape in args]
             if self.simd():
                 w.line(self.simd())
-            w.line(f"for (int64_t j = 0; j < {n}; ++j) {out}[j] {op} {expr(*items)};")
+            w.line(f"for (int64_t j = 0; j < {n}; ++j) {self.assign(f'{out}[j]', op, expr(*items))}")
             return
         loop_vars = [f"j{d}" for d in range(len(shape))]
         for d, extent in enumerate(shape):
             w.line(f"for (int64_t j{d} = 0; j{d} < {extent}; ++j{d})")
         flat = " + ".join(f"j{d} * {_size(shape[d + 1:])}" for d in range(len(shape)))
         items = [f"{a}[{self._broadcast_index(a_shape, shape, loop_vars)}]" for a, a_shape in args]
-        w.line(f"  {out}[{flat}] {op} {expr(*items)};")
+        w.line(f"  {self.assign(f'{out}[{flat}]', op, expr(*items))}")
 
     def simd(self, clause: str = "") -> str:
         """The vectorisation hint before an innermost loop (empty where a dialect has none)."""
@@ -173,7 +166,7 @@ class CFamilyPrinter:
             buffer = self.program.buffer(access.buffer)
             row = _size(buffer.shape)
             where = "0" if access.base == "global" else self.address(access, "m" if access.base == "member" else base)
-            w.line(f"const real* {s.out} = {access.buffer} + (int64_t)({where}) * {row};")
+            w.line(f"const real* {s.out} = {self.use_buffer(access.buffer)} + (int64_t)({where}) * {row};")
             shapes[s.out] = s.shape
         elif op == "const":
             w.line(f"const real {s.out}[1] = {{{self.literal(s.attr('value'))}}};")
@@ -231,7 +224,9 @@ class CFamilyPrinter:
             where = "0" if buffer.domain == Domain.SCALAR else self.address(
                 access, "m" if access.base == "member" else base)
             mode = "+=" if s.attr("mode") == "add" else "="
-            self.elementwise(w, f"({access.buffer} + (int64_t)({where}) * {row})", buffer.shape,
+            if mode == "+=" and access.chain:
+                mode = "atomic+="  # rows of different threads may land on the same target
+            self.elementwise(w, f"({self.use_buffer(access.buffer)} + (int64_t)({where}) * {row})", buffer.shape,
                              [(a, shapes[a])], lambda x: x, op=mode)
         else:
             raise ValueError(f"cannot print statement {op!r}")
@@ -266,20 +261,18 @@ class CFamilyPrinter:
         return Abi(self.buffers, tuple(self._indices), self.dtype)
 
     # ------------------------------------------------------------------ shared pieces of the templates
-    def traversal_preamble(self, w: CodeWriter, k: TraversalSpec) -> tuple[str | None, str | None]:
-        self.declare_buffers(w, self.buffers_of(k.body))
-        for name in sorted(self.chains_of(k.body)):
-            self.declare_index(w, "index", name)
+    def group_arrays(self, k: TraversalSpec) -> tuple[str | None, str | None]:
+        """CSR pointer and member list of a grouped traversal (None for flat or ``*``)."""
         if k.group_by is None or k.group_by == "*":
             return None, None
-        return self.declare_index(w, "group_ptr", k.group_by), self.declare_index(w, "group_perm", k.group_by)
+        return self.use_index("group_ptr", k.group_by), self.use_index("group_perm", k.group_by)
 
-    def segment_pointer(self, w: CodeWriter, k: GemmSpec) -> tuple[str | None, str]:
-        """Declare the segment pointer and type count of a GEMM (or None for a shared weight)."""
+    def segment_pointer(self, k: GemmSpec) -> tuple[str | None, str]:
+        """The segment pointer and type count of a GEMM (None and "1" for a shared weight)."""
         if k.segments is None:
             return None, "1"
         types = ROW_TYPES[k.rows][0]
-        return self.declare_index(w, "ptr", k.segments), self.rows_of(types)
+        return self.use_index("ptr", k.segments), self.rows_of(types)
 
     @staticmethod
     def group_domain(k: TraversalSpec) -> Domain:

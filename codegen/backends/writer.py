@@ -41,5 +41,10 @@ class CodeWriter:
         finally:
             self._level -= 1
 
+    def splice(self, other: CodeWriter) -> None:
+        """Append another writer's lines at the current indentation."""
+        for row in other._lines:
+            self.line(row)
+
     def getvalue(self) -> str:
         return "\n".join(self._lines) + "\n"

@@ -160,6 +160,21 @@ class KernelProgram:
     kernels: tuple[Kernel, ...]
     random: tuple[tuple[str, float], ...] = ()  # dropout masks the runtime draws: (buffer, p)
 
+    def accumulated(self) -> set[str]:
+        """Buffers that kernels add into (scatter epilogues, ``add`` stores): allocate them zeroed."""
+        names = {k.c.buffer for k in self.kernels if isinstance(k, GemmSpec) and k.accumulate}
+
+        def walk(body):
+            for s in body:
+                if isinstance(s, Loop):
+                    walk(s.body)
+                elif s.op == "store" and s.attr("mode") == "add":
+                    names.add(s.attr("access").buffer)
+
+        for k in self.kernels:
+            walk(k.body if isinstance(k, TraversalSpec) else k.epilogue)
+        return names
+
     def buffer(self, name: str) -> Buffer:
         for b in self.buffers:
             if b.name == name:

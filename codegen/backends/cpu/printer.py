@@ -35,19 +35,25 @@ class CpuPrinter(CFamilyPrinter):
             w.line("return 0;")
 
     def kernel(self, w: CodeWriter, k) -> None:
+        self.uses = {}
+        body = CodeWriter()
+        if isinstance(k, TraversalSpec):
+            self.traversal(body, k)
+        elif k.mode == "mm":
+            self.gemm_mm(body, k)
+        elif k.mode == "outer":
+            self.gemm_outer(body, k)
+        else:
+            self.gemm_dense(body, k)
         with w.block(self.signature(self.kernel_name(k))):
-            if isinstance(k, TraversalSpec):
-                self.traversal(w, k)
-            elif k.mode == "mm":
-                self.gemm_mm(w, k)
-            elif k.mode == "outer":
-                self.gemm_outer(w, k)
-            else:
-                self.gemm_dense(w, k)
+            for var, (ctype, expr) in self.uses.items():
+                restrict = f" {self.restrict}" if ctype.endswith("*") else ""
+                w.line(f"{'const ' if ctype == 'int64_t' else ''}{ctype}{restrict} {var} = {expr};")
+            w.splice(body)
 
     # ------------------------------------------------------------------ traversal template
     def traversal(self, w: CodeWriter, k: TraversalSpec) -> None:
-        gptr, gperm = self.traversal_preamble(w, k)
+        gptr, gperm = self.group_arrays(k)
         rows = self.rows_of(self.group_domain(k) if k.group_by else k.rows)
         if k.group_by == "*":  # one group holding every member row: a fixed-order sequential sum
             w.line(f"const int64_t all_ptr[2] = {{0, {self.rows_of(k.members)}}};")
@@ -61,20 +67,19 @@ class CpuPrinter(CFamilyPrinter):
     # ------------------------------------------------------------------ GEMM template
     def _weights(self, w: CodeWriter, k: GemmSpec, types: str) -> str:
         """The weight pointer; a transposed weight is copied to [T, H, K, N] once per call."""
+        weights = self.use_buffer(k.b.buffer)
         if not k.transpose_b:
-            return k.b.buffer
+            return weights
         per = k.heads * k.k * k.n
         w.line(f"real* wt = new real[(size_t)({types}) * {per}];")
         with w.block(f"for (int64_t t = 0; t < {types} * {k.heads}; ++t)"):
             w.line(f"for (int64_t a = 0; a < {k.k}; ++a) for (int64_t b = 0; b < {k.n}; ++b) "
-                   f"wt[t * {k.k * k.n} + a * {k.n} + b] = {k.b.buffer}[t * {k.k * k.n} + b * {k.k} + a];")
+                   f"wt[t * {k.k * k.n} + a * {k.n} + b] = {weights}[t * {k.k * k.n} + b * {k.k} + a];")
         return "wt"
 
     def gemm_mm(self, w: CodeWriter, k: GemmSpec) -> None:
-        self.declare_buffers(w, {k.a.buffer, k.b.buffer, k.c.buffer} | self.buffers_of(k.epilogue))
-        for name in sorted(set(k.a.chain) | self.chains_of(k.epilogue)):
-            self.declare_index(w, "index", name)
-        seg, types = self.segment_pointer(w, k)
+        a, c = self.use_buffer(k.a.buffer), self.use_buffer(k.c.buffer)
+        seg, types = self.segment_pointer(k)
         weights = self._weights(w, k, types)
         h, kk, n = k.heads, k.k, k.n
         out_row = h * n
@@ -94,7 +99,7 @@ class CpuPrinter(CFamilyPrinter):
                     w.line(f"real accbuf[6 * {out_row}];")
                     w.line("const real* ap[6];")
                     with w.block(f"for (int64_t hh = 0; hh < {h}; ++hh)"):
-                        w.line(f"for (int q = 0; q < mr; ++q) ap[q] = {k.a.buffer} + "
+                        w.line(f"for (int q = 0; q < mr; ++q) ap[q] = {a} + "
                                f"(int64_t)({self.address(k.a, 'i0 + q')}) * {h * kk} + hh * {kk};")
                         wbase = f"{weights} + (t * {h} + hh) * {kk * n}"
                         if h == 1:
@@ -111,16 +116,14 @@ class CpuPrinter(CFamilyPrinter):
                         self.body(w, k.epilogue, scope, "i", None, None)
                         out = self.program.buffer(k.c.buffer)
                         w.line(f"for (int64_t j = 0; j < {_size(out.shape)}; ++j) "
-                               f"{k.c.buffer}[i * {_size(out.shape)} + j] = {k.result}[j];")
+                               f"{c}[i * {_size(out.shape)} + j] = {k.result}[j];")
                 w.line("r0 = r1;")
         if k.transpose_b:
             w.line("delete[] wt;")
 
     def gemm_outer(self, w: CodeWriter, k: GemmSpec) -> None:
-        self.declare_buffers(w, {k.a.buffer, k.b.buffer, k.c.buffer})
-        for name in sorted(set(k.a.chain) | set(k.b.chain)):
-            self.declare_index(w, "index", name)
-        seg, types = self.segment_pointer(w, k)
+        a, b, c = (self.use_buffer(x.buffer) for x in (k.a, k.b, k.c))
+        seg, types = self.segment_pointer(k)
         h, kk, n = k.heads, k.k, k.n
         blocks = (kk + OUTER_BLOCK - 1) // OUTER_BLOCK
         w.line(f"const int64_t M = {self.rows_of(k.rows)};")
@@ -133,13 +136,13 @@ class CpuPrinter(CFamilyPrinter):
             w.line(f"for (int64_t j = 0; j < {OUTER_BLOCK * n}; ++j) acc[j] = (real)0;")
             w.line(f"const int64_t r0 = {f'{seg}[t]' if seg else '0'}, r1 = {f'{seg}[t + 1]' if seg else 'M'};")
             with w.block("for (int64_t i = r0; i < r1; ++i)"):
-                w.line(f"const real* a = {k.a.buffer} + (int64_t)({self.address(k.a, 'i')}) * {h * kk} + hh * {kk};")
-                w.line(f"const real* b = {k.b.buffer} + (int64_t)({self.address(k.b, 'i')}) * {h * n} + hh * {n};")
+                w.line(f"const real* ar = {a} + (int64_t)({self.address(k.a, 'i')}) * {h * kk} + hh * {kk};")
+                w.line(f"const real* br = {b} + (int64_t)({self.address(k.b, 'i')}) * {h * n} + hh * {n};")
                 with w.block("for (int64_t kq = k0; kq < k1; ++kq)"):
-                    w.line("const real av = a[kq];")
+                    w.line("const real av = ar[kq];")
                     w.line(self.simd())
-                    w.line(f"for (int64_t j = 0; j < {n}; ++j) acc[(kq - k0) * {n} + j] += av * b[j];")
-            w.line(f"real* out = {k.c.buffer} + (t * {h} + hh) * {kk * n};")
+                    w.line(f"for (int64_t j = 0; j < {n}; ++j) acc[(kq - k0) * {n} + j] += av * br[j];")
+            w.line(f"real* out = {c} + (t * {h} + hh) * {kk * n};")
             if k.transpose_b:
                 w.line(f"for (int64_t kq = k0; kq < k1; ++kq) for (int64_t j = 0; j < {n}; ++j) "
                        f"out[j * {kk} + kq] = acc[(kq - k0) * {n} + j];")
@@ -148,13 +151,13 @@ class CpuPrinter(CFamilyPrinter):
                        f"out[kq * {n} + j] = acc[(kq - k0) * {n} + j];")
 
     def gemm_dense(self, w: CodeWriter, k: GemmSpec) -> None:
-        self.declare_buffers(w, {k.a.buffer, k.b.buffer, k.c.buffer})
+        a, b, c = (self.use_buffer(x.buffer) for x in (k.a, k.b, k.c))
         (sa, sb, sc) = k.strides
         w.line("#pragma omp parallel for schedule(static)")
         with w.block(f"for (int64_t bm = 0; bm < {k.batch * k.m}; ++bm)"):
             w.line(f"const int64_t bb = bm / {k.m}, i = bm % {k.m};")
             with w.block(f"for (int64_t j = 0; j < {k.n}; ++j)"):
                 w.line("real s = (real)0;")
-                w.line(f"for (int64_t q = 0; q < {k.k}; ++q) s += {k.a.buffer}[bb * {sa[0]} + i * {sa[1]} + q * {sa[2]}]"
-                       f" * {k.b.buffer}[bb * {sb[0]} + q * {sb[1]} + j * {sb[2]}];")
-                w.line(f"{k.c.buffer}[bb * {sc[0]} + i * {sc[1]} + j * {sc[2]}] = s;")
+                w.line(f"for (int64_t q = 0; q < {k.k}; ++q) s += {a}[bb * {sa[0]} + i * {sa[1]} + q * {sa[2]}]"
+                       f" * {b}[bb * {sb[0]} + q * {sb[1]} + j * {sb[2]}];")
+                w.line(f"{c}[bb * {sc[0]} + i * {sc[1]} + j * {sc[2]}] = s;")

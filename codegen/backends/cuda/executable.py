@@ -1,0 +1,131 @@
+"""The CUDA backend: print CUDA C++, build it with nvcc (cached), launch through a C ABI.
+
+``ptxas_report`` compiles a module to a cubin for one architecture and reads ``-Xptxas -v``:
+registers, shared memory and spills per kernel. The test suite runs it for sm_80 and sm_90 on
+machines without a GPU; execution needs ``torch.cuda.is_available()``.
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+import subprocess
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from codegen.backends.cfamily import ABI_VERSION, DOMAIN_ORDER, Abi, print_module
+from codegen.backends.cuda.legalize import split_epilogues
+from codegen.backends.cuda.printer import CudaPrinter
+from codegen.errors import BuildError, CompileError
+from codegen.ir.kernel import KernelProgram
+from codegen.ir.values import INDEX_MAPS, Domain
+from codegen.runtime.cache import Toolchain
+from codegen.runtime.load import load_library
+from graphcore.layouts import Layout
+
+PRELUDE_DIR = Path(__file__).resolve().parent
+
+
+def toolchain(arch: str) -> Toolchain:
+    flags = ("-O3", f"-arch={arch}", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", f"-I{PRELUDE_DIR}")
+    return Toolchain("nvcc", flags, headers=(PRELUDE_DIR / "prelude.cuh",), source_name="source.cu")
+
+
+def module_source(programs: dict[str, KernelProgram]) -> tuple[str, dict[str, Abi], dict[str, KernelProgram]]:
+    legal = {name: split_epilogues(p) for name, p in programs.items()}
+    source, abis = print_module(CudaPrinter, legal)
+    return source, abis, legal
+
+
+def ptxas_report(source: str, arch: str, workdir: Path) -> dict[str, dict[str, int]]:
+    """Compile ``source`` to a cubin for ``arch`` (e.g. ``sm_90``); per-kernel ptxas statistics."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"module_{arch}.cu"
+    path.write_text(source)
+    command = ["nvcc", "-cubin", f"-arch={arch}", "-O3", "-std=c++17", "-Xptxas", "-v", f"-I{PRELUDE_DIR}",
+               "-o", str(workdir / f"module_{arch}.cubin"), str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise BuildError("nvcc failed", command=command, returncode=result.returncode, stderr=result.stderr,
+                         source_path=str(path))
+    stats: dict[str, dict[str, int]] = {}
+    current = None
+    for line in result.stderr.splitlines():
+        found = re.search(r"Compiling entry function '(\w+)'", line)
+        if found:
+            current = found.group(1)
+            stats[current] = {"registers": 0, "shared_bytes": 0, "spill_stores": 0, "spill_loads": 0}
+            continue
+        if current is None:
+            continue
+        spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if spill:
+            stats[current]["spill_stores"], stats[current]["spill_loads"] = map(int, spill.groups())
+        used = re.search(r"Used (\d+) registers", line)
+        if used:
+            stats[current]["registers"] = int(used.group(1))
+            smem = re.search(r"(\d+) bytes smem", line)
+            stats[current]["shared_bytes"] = int(smem.group(1)) if smem else 0
+    return stats
+
+
+def _arch() -> str:
+    major, minor = torch.cuda.get_device_capability()
+    return f"sm_{major}{minor}"
+
+
+def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str, CudaExecutable]:
+    if not torch.cuda.is_available():
+        raise CompileError("backend='cuda' needs a CUDA device; use backend='cpu' or 'torch'")
+    source, abis, legal = module_source(programs)
+    lib = load_library(source, toolchain(_arch()), ABI_VERSION)
+    return {name: CudaExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name])
+            for name in legal}
+
+
+class CudaExecutable:
+    """One entry of a compiled CUDA library, bound to one graph layout (on the GPU)."""
+
+    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi):
+        self.program, self.layout, self.entry, self.abi = program, layout, entry, abi
+        self.entry.restype = ctypes.c_int
+        self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
+                               ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p]
+        tensors = []
+        for kind, name in abi.indices:
+            if kind == "index":
+                tensors.append(layout.index(name))
+            elif kind == "ptr":
+                tensors.append(layout.ptr(name))
+            else:
+                ptr, perm = layout.group_csr(name, layout.rows(str(INDEX_MAPS[name].source)))
+                tensors.append(ptr if kind == "group_ptr" else perm)
+        self.indices = [t.contiguous() for t in tensors]
+        self.index_ptrs = (ctypes.c_void_p * max(len(self.indices), 1))(*[t.data_ptr() for t in self.indices])
+        rows = [1 if d == Domain.SCALAR else layout.rows(str(d)) for d in DOMAIN_ORDER]
+        self.rows = (ctypes.c_int64 * len(rows))(*rows)
+        self.zeroed = program.accumulated()
+
+    def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
+            ) -> list[Tensor]:
+        prog = self.program
+        dtype = torch.float64 if self.abi.dtype == "float64" else torch.float32
+        device = self.layout.device
+        env = {n: t.detach().contiguous() for n, t in (*zip(prog.inputs, inputs, strict=True),
+                                                       *zip(prog.params, params, strict=True))}
+        env.update({k: v.contiguous() for k, v in (randoms or {}).items()})
+        for buf in prog.buffers:
+            if buf.name in env:
+                continue
+            if buf.role.startswith("graph:"):
+                env[buf.name] = self.layout.constant(buf.role.split(":", 1)[1]).to(dtype).view(-1, 1).contiguous()
+                continue
+            shape = buf.shape if buf.domain == Domain.SCALAR else (self.layout.rows(str(buf.domain)), *buf.shape)
+            alloc = torch.zeros if buf.name in self.zeroed else torch.empty
+            env[buf.name] = alloc(shape, dtype=dtype, device=device)
+        pointers = (ctypes.c_void_p * len(self.abi.buffers))(*[env[n].data_ptr() for n in self.abi.buffers])
+        status = self.entry(pointers, self.index_ptrs, self.rows, torch.cuda.current_stream(device).cuda_stream)
+        if status != 0:
+            raise CompileError(f"CUDA kernels failed with cudaError {status}")
+        return [env[name] for name in prog.outputs]
