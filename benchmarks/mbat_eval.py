@@ -44,7 +44,7 @@ from torchhd import embeddings
 from datasets.json_corpora import MASKS, SHARED_DIR, corpus_path, iter_records
 from tasks.mbat.codes import soft_string_weights, string_tokens
 from tasks.mbat.encoder import Atom, JsonEncoder, Leaf, walk
-from tasks.mbat.index import ExactIndex
+from tasks.mbat.index import ExactIndex, precision_at_k
 from tasks.mbat.orthogonal import FAMILIES
 from tasks.mbat.paths import Path as JsonPath
 from tasks.mbat.seeding import generator
@@ -59,14 +59,16 @@ _WORD = re.compile(r"\w+")
 
 
 # ----------------------------------------------------------------------------- evaluation
+def _repeated(labels: list[str]) -> np.ndarray:
+    counts = Counter(labels)
+    return np.array([counts[l] >= 2 for l in labels])
+
+
 def loo_precision(x: torch.Tensor, labels: list[str]) -> tuple[float, float]:
     """Leave-one-out P@1 and P@5 over rows whose label occurs at least twice."""
-    counts = Counter(labels)
-    lab = np.asarray(labels)
-    keep = np.array([counts[l] >= 2 for l in labels])
     _, nb = ExactIndex(x).search(x, 5, exclude_self=True)
-    nb = nb.numpy()
-    return float((lab[nb[:, 0]] == lab)[keep].mean()), float((lab[nb] == lab[:, None])[keep].mean())
+    rows = _repeated(labels)
+    return precision_at_k(nb, labels, 1, rows), precision_at_k(nb, labels, 5, rows)
 
 
 def lexical_gram(docs: list[Any]) -> torch.Tensor:
@@ -87,13 +89,11 @@ def lexical_gram(docs: list[Any]) -> torch.Tensor:
 
 def loo_from_gram(gram: torch.Tensor, labels: list[str]) -> tuple[float, float]:
     """Leave-one-out P@1/P@5 from a similarity matrix."""
-    counts = Counter(labels)
-    lab = np.asarray(labels)
-    keep = np.array([counts[l] >= 2 for l in labels])
     g = gram.clone()
     g.fill_diagonal_(-float("inf"))
-    nb = g.topk(5, dim=1).indices.numpy()
-    return float((lab[nb[:, 0]] == lab)[keep].mean()), float((lab[nb] == lab[:, None])[keep].mean())
+    nb = g.topk(5, dim=1).indices
+    rows = _repeated(labels)
+    return precision_at_k(nb, labels, 1, rows), precision_at_k(nb, labels, 5, rows)
 
 
 # ----------------------------------------------------------------------------- torchhd encoder

@@ -13,8 +13,11 @@ runs of whitespace collapsed to one space, stripped) and coded as
     v(s) = \frac{\alpha\, \hat e_\text{exact}(s) + \beta\, \hat e_\text{words}(s)
     + \gamma\, \hat e_\text{ngrams}(s)}{\sqrt{\alpha^2+\beta^2+\gamma^2}},
 
-three unit-norm bags: the whole string (exact identity), its words (``\w+``) and the
-character n-grams of each word padded with ``#``. Strings that share words or spellings
+three bags: the whole string (exact identity), its words (``\w+``) and the character
+n-grams of each alphabetic word padded with ``#`` (identifiers and numbers such as
+``6vm3`` get no n-grams: their spelling carries no similarity). Each bag has unit norm
+when its tokens are rare; tokens are weighted by :math:`\mathrm{idf}_t/\mathrm{idf}_\max`
+(:class:`TokenIdf`, :func:`soft_string_weights`). Strings that share words or spellings
 therefore get similar vectors ("gin-gonic/gin" vs "gin-gonic/gin/render").
 
 **Soft numbers** (:class:`NumberCode`): a value is first scaled per key

@@ -20,7 +20,8 @@ more than a key with one number. ``array_mode="bag"`` binds every element with t
 **Normalisation policy.** Keys: Unicode NFC, stripped, case kept. String values: NFC,
 case-folded, whitespace collapsed (see :func:`tasks.mbat.codes.normalise_string`).
 Numbers: ints and floats alike, scaled per key (:class:`~tasks.mbat.codes.NumberScaler`);
-``true``, ``false``, ``null``, ``{}`` and ``[]`` are fixed atoms. Input must be JSON:
+``true``, ``false``, ``null``, ``{}`` and ``[]`` are fixed atoms. After :meth:`JsonEncoder.fit`,
+string tokens and atoms are weighted by their inverse document frequency. Input must be JSON:
 NaN/Infinity, non-string keys, cycles, other Python types and nesting deeper than
 ``max_depth`` raise :class:`JsonInputError` naming the path.
 """
@@ -42,7 +43,6 @@ from tasks.mbat.codes import (NumberCode, NumberScaler, SparseCodebook, TokenIdf
                               string_tokens)
 from tasks.mbat.orthogonal import FAMILIES, OrthogonalMap, SignedPermutation, random_orthogonal
 from tasks.mbat.paths import Path, format_path, pattern
-
 
 
 class Atom(str):

@@ -99,18 +99,20 @@ class FaissIndex:
         return torch.from_numpy(scores), torch.from_numpy(index)
 
 
-def precision_at_k(neighbours: Tensor, labels: Sequence, k: int) -> float:
+def precision_at_k(neighbours: Tensor, labels: Sequence, k: int, rows: np.ndarray | None = None) -> float:
     """Mean fraction of the first ``k`` neighbours sharing the query's label.
 
     Args:
-        neighbours: ``[Q, >=k]`` indices into ``labels``, queries in corpus order.
-        labels: one hashable label per corpus row.
+        neighbours: ``[Q, >=k]`` indices into ``labels``; query ``i`` is corpus row ``i``.
+        labels: one label per corpus row (lists and dicts compare by canonical JSON).
+        rows: boolean ``[Q]`` mask of the queries to average over (default: all), e.g. those whose
+            label occurs at least twice in leave-one-out evaluation.
     """
     if neighbours.shape[1] < k:
         raise ValueError(f"precision_at_k: need at least {k} neighbours per query, got {neighbours.shape[1]}")
     lab = np.asarray([hash_label(l) for l in labels])
-    hits = lab[neighbours[:, :k].cpu().numpy()] == lab[:, None][: len(neighbours)]
-    return float(hits.mean())
+    hits = lab[neighbours[:, :k].cpu().numpy()] == lab[: len(neighbours), None]
+    return float(hits[rows].mean() if rows is not None else hits.mean())
 
 
 def hash_label(label) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from tasks.mbat.encoder import EMPTY_ARRAY, EMPTY_OBJECT, Atom, JsonEncoder, Leaf, walk
+from tasks.mbat.encoder import Atom, JsonEncoder, Leaf, walk
 from tasks.mbat.paths import Path, format_path, parse_path, pattern
 from tasks.mbat.vsa import cosine_matrix, normalise
 
@@ -161,5 +161,3 @@ def contains(encoder: JsonEncoder, vec: Tensor, path: str | Path, value: Any, an
     ys = torch.stack([encoder.role(q).apply_transpose(vec.to(encoder.device, encoder.dtype)) for q in paths])
     return float(cosine_matrix(ys, code).max())
 
-
-__all__ = ["EMPTY_ARRAY", "EMPTY_OBJECT", "ItemMemory", "QueryResult", "contains", "query"]

@@ -24,6 +24,7 @@ def test_exclude_self_and_precision():
     assert precision_at_k(i, ["a", "a", "b", "b"], 1) == 1.0
     assert precision_at_k(i, ["a", "a", "b", "b"], 2) == 0.5
     assert precision_at_k(i, [["x"], ["x"], ["y"], ["z"]], 1) == 0.5
+    assert precision_at_k(i, ["a", "a", "b", "c"], 1, rows=np.array([True, True, False, False])) == 1.0
     with pytest.raises(ValueError, match="at least 3 neighbours"):
         precision_at_k(i, ["a"] * 4, 3)
 
