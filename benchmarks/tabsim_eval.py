@@ -217,7 +217,7 @@ def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     methods = list(dict.fromkeys(m for r in results.values() for m in r))
     width = 0.8 / len(methods)
     for ax, metric, low in zip(axes, ("macro_f1", "map"), (0.7, 0.85)):
@@ -229,7 +229,7 @@ def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
         ax.set_ylim(low, 1.0)
         ax.set_title({"macro_f1": "macro-F1 (mean over folds)", "map": "ranking MAP (pooled out-of-fold)"}[metric])
         ax.grid(axis="y", alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
