@@ -216,6 +216,7 @@ class _Lowering:
     consts: dict[int, float] = field(default_factory=dict)
     random: list[tuple[str, float]] = field(default_factory=list)
     kernels: list[Kernel] = field(default_factory=list)
+    aliases: dict[int, Value] = field(default_factory=dict)
 
     def declare(self, v: Value, role: str) -> str:
         name = buffer_name(v)
@@ -224,7 +225,10 @@ class _Lowering:
         return name
 
     def buffer_for(self, v: Value) -> str:
-        return self.declare(v, "temp")
+        """The buffer holding ``v``; a reshape that no kernel absorbed reads its input's buffer
+        (same row-major bytes, another row shape), so it never costs a copy."""
+        source = self.aliases.get(v.id)
+        return self.buffer_for(source) if source is not None else self.declare(v, "temp")
 
     # ------------------------------------------------------------------ regions
     def region(self, ops: tuple[Op, ...], escaping: list[Value]) -> Kernel:
@@ -337,6 +341,7 @@ class _Lowering:
         for v in prog.outputs:
             if v.id not in {x.id for x in (*prog.inputs, *prog.params)}:
                 self.declare(v, "output")
+        output_ids = {v.id for v in prog.outputs}
         for op in prog.ops:
             if op.kind == OpKind.CONST:
                 self.consts[op.out.id] = op.attr("value")
@@ -350,6 +355,9 @@ class _Lowering:
                 name = buffer_name(op.out)
                 self.buffers[name] = Buffer(name, op.out.domain, op.out.shape, op.out.dtype, "random")
                 self.random.append((name, op.attr("p")))
+                continue
+            if op.kind == OpKind.RESHAPE and op.out.id not in output_ids and op.inputs[0].id not in self.consts:
+                self.aliases[op.out.id] = op.inputs[0]
                 continue
             region = op.attr("region") if op.kind == OpKind.FUSED else (op,)
             self.kernels.append(self.region(region, list(op.outputs)))  # a fused op's outputs escape

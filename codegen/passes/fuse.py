@@ -213,6 +213,7 @@ def run(program: Program, ctx: PassContext) -> Program:
             new_region(mine, "traversal")
         taken.update(id(o) for o in mine)
 
+    _merge_siblings(regions, kinds, region_of, g)
     fused: dict[int, Op] = {}
     count = 0
     for r, members in enumerate(regions):
@@ -249,6 +250,37 @@ def run(program: Program, ctx: PassContext) -> Program:
     ops = _topological(ops, program)
     ctx.note(NAME, f"{count} fused kernels from {len(program.ops)} ops")
     return dce.run(Program(program.inputs, program.params, tuple(ops), program.outputs), ctx)
+
+
+def _schedule(ops: list[Op]) -> tuple:
+    indices = {i for i in (_reduction_index(op) for op in ops) if i is not None}
+    domains = {op.out.domain for op in ops if op.out.domain != Domain.SCALAR}
+    return (tuple(sorted(indices)), () if indices else tuple(sorted(map(str, domains))))
+
+
+def _merge_siblings(regions: list[list[Op]], kinds: list[str], region_of: dict[int, int], g: _Graph) -> None:
+    """Horizontal fusion: independent traversal regions with the same schedule (two reductions
+    over the same incoming edges, say) become one kernel, so the members are read once."""
+    live = [r for r, members in enumerate(regions)
+            if kinds[r] == "traversal" and members and all(region_of.get(id(o)) == r for o in members)]
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(live):
+            for b in live[i + 1:]:
+                union = regions[a] + regions[b]
+                if _schedule(regions[a]) != _schedule(regions[b]) or not _schedulable(union, g) or \
+                        g.creates_cycle(union):
+                    continue
+                regions[a] = union
+                regions[b] = []
+                for o in union:
+                    region_of[id(o)] = a
+                live.remove(b)
+                merged = True
+                break
+            if merged:
+                break
 
 
 def _topological(ops: list[Op], program: Program) -> list[Op]:

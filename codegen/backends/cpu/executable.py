@@ -58,7 +58,8 @@ class CpuExecutable:
         self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
+                               ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.POINTER(ctypes.c_double)]
+        self.profile: list[float] | None = None  # set to a list to accumulate per-kernel seconds
         self.indices = [index_tensor(layout, kind, name).contiguous() for kind, name in self.abi.indices]
         self.index_ptrs = (ctypes.c_void_p * max(len(self.indices), 1))(*[t.data_ptr() for t in self.indices])
         rows = [1 if d == Domain.SCALAR else layout.rows(str(d)) for d in DOMAIN_ORDER]
@@ -86,7 +87,13 @@ class CpuExecutable:
             else:
                 env[buf.name] = torch.empty(self._shape(buf.name), dtype=dtype)
         pointers = (ctypes.c_void_p * len(self.abi.buffers))(*[env[n].data_ptr() for n in self.abi.buffers])
-        status = self.entry(pointers, self.index_ptrs, self.rows, torch.get_num_threads())
+        seconds = (ctypes.c_double * len(prog.kernels))() if self.profile is not None else None
+        status = self.entry(pointers, self.index_ptrs, self.rows, torch.get_num_threads(), seconds)
+        if seconds is not None:
+            if not self.profile:
+                self.profile.extend([0.0] * len(prog.kernels))
+            for i, t in enumerate(seconds):
+                self.profile[i] += t
         if status != 0:
             raise CompileError(f"the CPU kernels returned status {status}")
         return [env[name] for name in prog.outputs]

@@ -31,6 +31,16 @@ template <typename T>
 static inline void gc_gemm_rows(int mr, const T* const* a, const T* w, int64_t K, int64_t N, T* c) {
   constexpr int MR = 6;
   constexpr int NR = 128 / (int)sizeof(T);
+  if (N < 8) {  // narrow outputs (attention scores): dot products along k vectorise better
+    for (int q = 0; q < mr; ++q)
+      for (int64_t n = 0; n < N; ++n) {
+        T s = T(0);
+#pragma omp simd reduction(+ : s)
+        for (int64_t k = 0; k < K; ++k) s += a[q][k] * w[k * N + n];
+        c[q * N + n] = s;
+      }
+    return;
+  }
   int64_t n0 = 0;
   if (mr == MR) {
     for (; n0 + NR <= N; n0 += NR) {

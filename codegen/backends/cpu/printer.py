@@ -5,7 +5,8 @@ block's first row by binary search over the pointer), six rows at a time through
 register-blocked micro-kernel of ``prelude.h``; then the epilogue runs per row and the row is
 stored. ``outer``: one task per (type, head, 16 rows of the weight), each summing its rows in
 order, so results do not depend on the thread count. Traversals: one OpenMP iteration per row
-or per group; a group's members are visited in CSR order.
+or per group; a group's members are visited in CSR order. The entry adds each kernel's wall time
+to ``seconds[i]`` when given an array (profiling; ``NULL`` otherwise).
 """
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ class CpuPrinter(CFamilyPrinter):
 
     def entry(self, w: CodeWriter, names: list[str], symbol: str) -> None:
         with w.block(f'extern "C" int {symbol}(void* const* B, const int64_t* const* I, const int64_t* rows, '
-                     'int threads)'):
+                     'int threads, double* seconds)'):
             w.line("if (threads > 0) omp_set_num_threads(threads);")
-            for name in names:
+            for i, name in enumerate(names):
+                w.line("double t0 = seconds ? omp_get_wtime() : 0.0;" if i == 0 else
+                       "t0 = seconds ? omp_get_wtime() : 0.0;")
                 w.line(f"{name}(B, I, rows);")
+                w.line(f"if (seconds) seconds[{i}] += omp_get_wtime() - t0;")
             w.line("return 0;")
 
     def kernel(self, w: CodeWriter, k) -> None:

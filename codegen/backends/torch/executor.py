@@ -152,6 +152,7 @@ class TorchExecutable:
             base = member_ids if access.base == "member" else ids
             out = self._read(access, env, base)
             level = "global" if access.base == "global" else level
+            out = out.reshape(s.shape) if level == "global" else out.reshape(out.size(0), *s.shape)
         elif op == "const":
             out, level = torch.tensor(s.attr("value"), dtype=self._dtype(env), device=self.layout.device), "global"
         elif op == "ewise":
