@@ -85,6 +85,8 @@ def plot(result: dict, path: str | Path) -> None:
     b.plot(dims, caps, marker="o")
     b.set(xscale="log", yscale="log", xlabel="D", ylabel=f"pairs recalled at >= {result['threshold']:.0%}",
           title="capacity grows linearly in D")
+    b.set_xticks(dims, [str(d) for d in dims])
+    b.minorticks_off()
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
