@@ -99,7 +99,7 @@ def cli_main(args: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in TOOLS:
         raise SystemExit(tools_main(argv))
-    TabSimCLI(TabSimModule, TabSimDataModule, args=args, trainer_defaults={"max_epochs": 6},
+    TabSimCLI(TabSimModule, TabSimDataModule, args=args, trainer_defaults={"max_epochs": 6, "log_every_n_steps": 5},
               parser_kwargs={"description": "Table similarity (TabSim). Subcommands fit/validate/test/predict "
                              "train and evaluate; `score A B` and `search --query Q` use a trained model "
                              "(see `python -m tasks.tabsim score --help`)."})

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datasets.tables import (BUNDLED_PAIRS, BUNDLED_TABLES, TablePair, grouped_kfold, holdout, load_pairs,
+from datasets.tables import (BUNDLED_PAIRS, BUNDLED_TABLES, Table, TablePair, grouped_kfold, holdout, load_pairs,
                              load_tables, strubert_folds, tabsim_split)
 from tasks.tabsim.encode import EncodedTable, TableBatch, TableEncoder, collate_chunks, size_order
 from tasks.tabsim.lexical import LexicalModel
@@ -112,7 +112,9 @@ class TabSimDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.encoder: TableEncoder | None = None
+        self.tables: list[Table] = []
         self.pairs: list[TablePair] = []
+        self.pair_index: list[tuple[int, int]] = []
         self.encoded: list[EncodedTable] = []
         self.parts: dict[str, np.ndarray] = {}
 
@@ -122,18 +124,29 @@ class TabSimDataModule(L.LightningDataModule):
         hp = self.hparams
         tables = load_tables(Path(hp.tables) if hp.tables else BUNDLED_TABLES)
         self.pairs = load_pairs(Path(hp.pairs) if hp.pairs else BUNDLED_PAIRS, tables)
-        self.encoder = TableEncoder.fit(tables.values(), vocab_size=hp.vocab_size, n_buckets=hp.n_buckets,
+        self.tables = list(tables.values())
+        self.encoder = TableEncoder.fit(self.tables, vocab_size=hp.vocab_size, n_buckets=hp.n_buckets,
                                         max_rows=hp.max_rows, max_cols=hp.max_cols)
         ids = {tid: i for i, tid in enumerate(tables)}
-        self._index = [(ids[p.table_a], ids[p.table_b]) for p in self.pairs]
-        self.encoded = [self.encoder.encode(t) for t in tables.values()]
+        self.pair_index = [(ids[p.table_a], ids[p.table_b]) for p in self.pairs]
+        self.encoded = [self.encoder.encode(t) for t in self.tables]
         train, test = split_pairs(self.pairs, hp.split, hp.fold, hp.n_folds, hp.seed)
         fit, val = holdout(train, self.pairs, hp.val_fraction, hp.seed, grouped=hp.split == "grouped")
         self.parts = {"fit": fit, "val": val, "test": test}
 
+    def use_encoder(self, encoder: TableEncoder) -> None:
+        """Encode the tables with ``encoder`` (a trained model's) instead of the one fitted here.
+
+        A checkpoint's word ids must be the ones it was trained with: when a model is tested on
+        another table file, or with other sizes, the fitted encoder would differ silently.
+        """
+        if self.encoder is None or encoder.state_dict() != self.encoder.state_dict():
+            self.encoder = encoder
+            self.encoded = [encoder.encode(t) for t in self.tables]
+
     def collate(self, indices: Sequence[int]) -> PairBatch:
         """Batch the pairs with these indices (into the pair file)."""
-        return make_pair_batch(self.encoded, [self._index[i] for i in indices],
+        return make_pair_batch(self.encoded, [self.pair_index[i] for i in indices],
                                [self.pairs[i].similar for i in indices], [self.pairs[i].table_a for i in indices])
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:

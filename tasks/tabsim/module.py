@@ -75,8 +75,11 @@ class TabSimModule(L.LightningModule):
                 f"{hp.n_buckets}, cap {hp.max_rows}x{hp.max_cols}); give data and model the same sizes")
         self.encoder = encoder
 
+    def _datamodule(self) -> L.LightningDataModule | None:
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self._datamodule()
         if getattr(datamodule, "encoder", None) is not None:
             self.attach(datamodule.encoder)
 
@@ -150,6 +153,10 @@ class TabSimModule(L.LightningModule):
             checkpoint["tabsim_encoder"] = self.encoder.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the encoder, and make the data module (if any) encode with it."""
         if "tabsim_encoder" in checkpoint:
             self.encoder = TableEncoder.from_state(checkpoint["tabsim_encoder"])
+            datamodule = self._datamodule()
+            if hasattr(datamodule, "use_encoder"):
+                datamodule.use_encoder(self.encoder)
 

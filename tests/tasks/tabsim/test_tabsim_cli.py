@@ -2,13 +2,15 @@
 import csv
 import re
 
+import lightning as L
 import numpy as np
 import pytest
 
 from datasets.tables import load_pairs, load_tables
 from tasks.tabsim.cli import cli_main, tools_main
-from tasks.tabsim.data import split_pairs
+from tasks.tabsim.data import TabSimDataModule, split_pairs
 from tasks.tabsim.metrics import binary_metrics
+from tasks.tabsim.module import TabSimModule
 from tasks.tabsim.scorer import PRETRAINED, Scorer
 
 TINY = ["--data.vocab_size=500", "--data.n_buckets=256", "--model.dim=16", "--trainer.enable_progress_bar=false",
@@ -64,6 +66,18 @@ def test_cli_test_subcommand_reports_metrics(checkpoint, tmp_path, capsys):
               *TINY])
     out = capsys.readouterr().out
     assert "test_macro_f1" in out and "test_map" in out
+
+
+def test_testing_a_checkpoint_encodes_with_its_own_encoder(checkpoint, tmp_path):
+    # the data module fits another vocabulary (400 words); the checkpoint's (500) must win
+    dm = TabSimDataModule(vocab_size=400, n_buckets=256)
+    module = TabSimModule(vocab_size=500, n_buckets=256, dim=16)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    metrics = trainer.test(module, dm, ckpt_path=str(checkpoint), verbose=False)[0]
+    assert dm.encoder.vocab_size == 500 and module.encoder is dm.encoder
+    assert dm.encoded[0].caption_words.tolist() == dm.encoder.encode(dm.tables[0]).caption_words.tolist()
+    assert metrics["test_macro_f1"] > 0.85
 
 
 def test_score_cli_is_symmetric_and_maximal_on_identical_tables(checkpoint, corpus, tmp_path, capsys):

@@ -27,7 +27,7 @@ def test_pair_batch_contents(datamodule):
     assert batch.labels.tolist() == [float(datamodule.pairs[i].similar) for i in idx]
     assert batch.queries == [datamodule.pairs[i].table_a for i in idx]
     n_tables = sum(c.mask.shape[0] for c in batch.tables)
-    assert n_tables == len({t for i in idx for t in datamodule._index[i]})
+    assert n_tables == len({t for i in idx for t in datamodule.pair_index[i]})
     assert int(batch.a.max()) < n_tables and int(batch.b.max()) < n_tables
     assert batch.lexical.shape == (16, 3) and ((batch.lexical >= 0) & (batch.lexical <= 1 + 1e-6)).all()
     module = TabSimModule(vocab_size=300, n_buckets=64, dim=16)
