@@ -147,6 +147,8 @@ def _read_text(path: Path, encoding: str, errors: str) -> str:
             f"{path}: byte 0x{e.object[e.start]:02x} at offset {e.start} is not valid {encoding}. "
             "Pass errors='replace' (CLI: --errors replace) to substitute U+FFFD, or the file's "
             "real encoding (e.g. encoding='latin-1', CLI: --encoding latin-1).") from e
+    except LookupError as e:
+        raise TableError(f"{path}: unknown text encoding {encoding!r} (try 'utf-8' or 'latin-1')") from e
 
 
 def _jsonl(path: Path) -> Iterable[tuple[int, dict]]:

@@ -41,8 +41,8 @@ class TabSimModule(L.LightningModule):
         use_lexical: give the ``"bce"`` head the TF-IDF/Jaccard pair features too.
         margin: margin :math:`m` of the contrastive loss (embeddings are unit vectors, so ``d <= 2``).
         lr: AdamW learning rate of the embedder.
-        head_lr: AdamW learning rate of the head and calibration (a few parameters that must move
-            far: the head starts as an equal-weight vote of its features).
+        head_lr: AdamW learning rate of the Siamese head (a few parameters that must move far:
+            the head starts as an equal-weight vote of its features), without weight decay.
         weight_decay: AdamW weight decay of the embedder.
         dropout: dropout on cell and caption vectors during training.
         use_learned: give the ``"bce"`` head the learned embedding cosines (``False``: ablation).

@@ -84,6 +84,8 @@ def test_non_utf8_bytes_error_or_replacement(tmp_path):
     replaced = read_table(path, errors="replace")
     assert replaced.body_rows[0][0] == "5 \ufffdg"
     assert read_table(path, encoding="latin-1").body_rows[0][0] == "5 \u00b5g"
+    with pytest.raises(TableError, match="unknown text encoding 'klingon'"):
+        read_table(path, encoding="klingon")
 
 
 def test_tsv_and_header_rows_option(tmp_path):
