@@ -24,3 +24,14 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# DGL 2.1.0 only loads with torch <= 2.2.1: a separate interpreter for the DGL baselines of
+# benchmarks/ogb_rgnn.py (DGL imports pandas and pyyaml without declaring them).
+DGL_VENV := .venv-dgl
+dgl-env: $(DGL_VENV)/.installed
+
+$(DGL_VENV)/.installed:
+	$(PYTHON) -m venv $(DGL_VENV)
+	$(DGL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DGL_VENV)/bin/python -m pip install --quiet torch==2.2.1 dgl==2.1.0 torchdata==0.7.1 pydantic pandas pyyaml 'numpy==1.26.*'
+	touch $@

@@ -83,3 +83,26 @@ def from_ogb(root: str | os.PathLike, *, quiet: bool = True) -> HeteroGraph:
     edges = {tuple(r): torch.from_numpy(e.astype(np.int64)) for r, e in graph["edge_index_dict"].items()}
     x = {nt: torch.from_numpy(f) for nt, f in (graph.get("node_feat_dict") or {}).items() if f is not None}
     return HeteroGraph(num_nodes, edges, x or None)
+
+
+def save_npz(graph: HeteroGraph, path: str | os.PathLike) -> Path:
+    """Write ``graph`` (node counts, edge indices, dense features) in graphcore's ``.npz`` format.
+
+    The inverse of :func:`load_npz` for what a :class:`HeteroGraph` holds; names must be
+    key-safe (no ``__``). Sparse features are densified.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for ntype in graph.node_types:
+        if "__" in ntype:
+            raise GraphError(f"node type '{ntype}' contains '__', which the .npz keys use as a separator")
+        arrays[f"num_nodes__{ntype}"] = np.asarray(graph.num_nodes(ntype), dtype=np.int64)
+    for relation in graph.relations:
+        if any("__" in part for part in relation):
+            raise GraphError(f"relation {relation} contains '__', which the .npz keys use as a separator")
+        arrays["edge_index__" + "__".join(relation)] = graph.edge_index(relation).cpu().numpy()
+    for ntype, x in graph.x.items():
+        arrays[f"feat__{ntype}"] = (x.to_dense() if x.is_sparse_csr else x).cpu().numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path

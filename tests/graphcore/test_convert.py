@@ -155,3 +155,13 @@ def test_real_ogb_heco_acm_equals_npz():
         assert torch.equal(ogb.edge_index(rel), npz.edge_index(rel))
     dense = npz.x["paper"].to_dense()
     torch.testing.assert_close(ogb.x["paper"], dense)
+
+
+def test_npz_round_trip(tmp_path):
+    g = edge_case_graphs()["mixed"]
+    g.x = g.check_features({"b": torch.randn(5, 2)})
+    back = gc.load_npz(gc.save_npz(g, tmp_path / "g.npz"))
+    assert back.equals(g) and torch.equal(back.x["b"], g.x["b"])
+    bad = gc.HeteroGraph({"a__b": 1}, {})
+    with pytest.raises(ValueError, match="contains '__'"):
+        gc.save_npz(bad, tmp_path / "bad.npz")
