@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from codegen.errors import CompileError
 from codegen.ir.program import Builder, Op, OpKind, Program
-from codegen.ir.values import Domain, Value
+from codegen.ir.values import Value
 from codegen.passes.context import PassContext
 
 Rule = Callable[[Builder, Op, Value], list[Value | None]]

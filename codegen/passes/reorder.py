@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from codegen.ir.program import Builder, Op, OpKind, Program, splice
+from codegen.ir.program import Builder, OpKind, Program, splice
 from codegen.ir.values import Domain, Value
 from codegen.passes.context import PassContext
 from codegen.passes.cost import improve

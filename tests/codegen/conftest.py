@@ -10,10 +10,8 @@ GRAPHS = edge_case_graphs()
 
 
 @pytest.fixture(autouse=True)
-def _fp64():
-    torch.set_default_dtype(torch.float64)
+def _fp64(fp64):
     yield
-    torch.set_default_dtype(torch.float32)
 
 
 def traced_cases():

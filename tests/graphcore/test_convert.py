@@ -1,8 +1,6 @@
-import gzip
 from pathlib import Path
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 import pytest
 import torch

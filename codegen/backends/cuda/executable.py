@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from codegen.backends.cfamily import ABI_VERSION, DOMAIN_ORDER, Abi, print_module
+from codegen.backends.cfamily import ABI_VERSION, Abi, print_module
 from codegen.backends.cuda.legalize import split_epilogues
 from codegen.backends.cuda.printer import CudaPrinter
 from codegen.errors import BuildError, CompileError
 from codegen.ir.kernel import KernelProgram
-from codegen.ir.values import INDEX_MAPS, Domain
+from codegen.runtime.buffers import allocate, index_tensors, pointer_array, rows_array
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from graphcore.layouts import Layout
@@ -92,40 +92,17 @@ class CudaExecutable:
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
                                ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p]
-        tensors = []
-        for kind, name in abi.indices:
-            if kind == "index":
-                tensors.append(layout.index(name))
-            elif kind == "ptr":
-                tensors.append(layout.ptr(name))
-            else:
-                ptr, perm = layout.group_csr(name, layout.rows(str(INDEX_MAPS[name].source)))
-                tensors.append(ptr if kind == "group_ptr" else perm)
-        self.indices = [t.contiguous() for t in tensors]
-        self.index_ptrs = (ctypes.c_void_p * max(len(self.indices), 1))(*[t.data_ptr() for t in self.indices])
-        rows = [1 if d == Domain.SCALAR else layout.rows(str(d)) for d in DOMAIN_ORDER]
-        self.rows = (ctypes.c_int64 * len(rows))(*rows)
-        self.zeroed = program.accumulated()
+        self.indices = index_tensors(layout, abi)
+        self.index_ptrs = pointer_array(self.indices)
+        self.rows = rows_array(layout)
 
     def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
             ) -> list[Tensor]:
         prog = self.program
         dtype = torch.float64 if self.abi.dtype == "float64" else torch.float32
-        device = self.layout.device
-        env = {n: t.detach().contiguous() for n, t in (*zip(prog.inputs, inputs, strict=True),
-                                                       *zip(prog.params, params, strict=True))}
-        env.update({k: v.contiguous() for k, v in (randoms or {}).items()})
-        for buf in prog.buffers:
-            if buf.name in env:
-                continue
-            if buf.role.startswith("graph:"):
-                env[buf.name] = self.layout.constant(buf.role.split(":", 1)[1]).to(dtype).view(-1, 1).contiguous()
-                continue
-            shape = buf.shape if buf.domain == Domain.SCALAR else (self.layout.rows(str(buf.domain)), *buf.shape)
-            alloc = torch.zeros if buf.name in self.zeroed else torch.empty
-            env[buf.name] = alloc(shape, dtype=dtype, device=device)
-        pointers = (ctypes.c_void_p * len(self.abi.buffers))(*[env[n].data_ptr() for n in self.abi.buffers])
-        status = self.entry(pointers, self.index_ptrs, self.rows, torch.cuda.current_stream(device).cuda_stream)
+        env = allocate(prog, self.layout, inputs, params, randoms, dtype, self.layout.device)
+        pointers = pointer_array([env[n] for n in self.abi.buffers])
+        status = self.entry(pointers, self.index_ptrs, self.rows, torch.cuda.current_stream(self.layout.device).cuda_stream)
         if status != 0:
             raise CompileError(f"CUDA kernels failed with cudaError {status}")
         return [env[name] for name in prog.outputs]

@@ -11,10 +11,8 @@ close = dict(rtol=1e-9, atol=1e-10)
 
 
 @pytest.fixture(autouse=True)
-def _fp64():
-    torch.set_default_dtype(torch.float64)
+def _fp64(fp64):
     yield
-    torch.set_default_dtype(torch.float32)
 
 
 def homogeneous_inputs(g):
