@@ -51,7 +51,7 @@ class TabSimModule(L.LightningModule):
     def __init__(self, vocab_size: int = 3000, n_buckets: int = 2048, dim: int = 32, heads: int = 2,
                  layers: int = 1, max_rows: int = 100, max_cols: int = 32,
                  head: Literal["bce", "contrastive"] = "bce", use_lexical: bool = True, margin: float = 1.0,
-                 lr: float = 1e-4, head_lr: float = 3e-2, weight_decay: float = 1e-2, dropout: float = 0.1,
+                 lr: float = 1e-4, head_lr: float = 0.1, weight_decay: float = 1e-2, dropout: float = 0.1,
                  use_learned: bool = True):
         super().__init__()
         self.save_hyperparameters()
