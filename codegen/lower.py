@@ -6,7 +6,8 @@ that feed its rows become the operand's index chain (the gather prologue) and th
 become epilogue statements, ending in a store or a scatter-add (``aggregate``). Any other region
 becomes a :class:`TraversalSpec`: flat over one domain, or grouped by the single index map its
 reductions (``aggregate``, ``edge_softmax``, whole-domain ``sum_to``) share, with the member
-statements placed in as many :class:`Loop` passes as the reductions need (softmax: three).
+statements placed in as many :class:`Loop` passes as the reductions need (softmax: two, an
+online max-and-sum pass and a normalising one).
 
 Values crossing a region boundary become buffers; constants are inlined; graph constants and
 dropout masks are buffers the runtime fills.
@@ -156,16 +157,24 @@ class _Emitter:
                                op="gather", source_line=op.loc)
 
     def softmax(self, op: Op) -> None:
+        """Online softmax: one pass keeps the running max ``m`` and the sum ``z`` of exponentials
+        (rescaled when the max grows), the next pass normalises; the scores are computed twice,
+        not three times."""
         s = self.ref(op.inputs[0])
         shape = op.out.shape
-        peak = self.reduce(s, "max", shape, float("-inf"))
-        shifted = _Var(self.fresh(), "member", peak.phase)
-        self.add("member", peak.phase, Stmt("ewise", shifted.name, (s.name, peak.name), shape, (("fn", "sub"),)))
-        ex = _Var(self.fresh(), "member", peak.phase)
-        self.add("member", peak.phase, Stmt("unary", ex.name, (shifted.name,), shape, (("fn", "exp"),)))
-        total = self.reduce(ex, "sum", shape, 0.0)
-        alpha = _Var(self.fresh(), "member", total.phase)
-        self.add("member", total.phase, Stmt("ewise", alpha.name, (ex.name, total.name), shape, (("fn", "div"),)))
+        phase = s.phase + 1
+        peak = _Var(self.fresh("acc"), "row", phase)
+        total = _Var(self.fresh("acc"), "row", phase)
+        self.add("init", phase, Stmt("init", peak.name, shape=shape, attrs=(("value", float("-inf")),)))
+        self.add("init", phase, Stmt("init", total.name, shape=shape, attrs=(("value", 0.0),)))
+        self.add("reduce", phase, Stmt("reduce", total.name, (s.name,), shape,
+                                       (("fn", "softmax"), ("peak", peak.name))))
+        shifted = _Var(self.fresh(), "member", phase)
+        self.add("member", phase, Stmt("ewise", shifted.name, (s.name, peak.name), shape, (("fn", "sub"),)))
+        ex = _Var(self.fresh(), "member", phase)
+        self.add("member", phase, Stmt("unary", ex.name, (shifted.name,), shape, (("fn", "exp"),)))
+        alpha = _Var(self.fresh(), "member", phase)
+        self.add("member", phase, Stmt("ewise", alpha.name, (ex.name, total.name), shape, (("fn", "div"),)))
         self.env[op.out.id] = alpha
 
     def store(self, v: Value, access: Access | None = None, mode: str = "set") -> None:

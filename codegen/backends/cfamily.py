@@ -211,7 +211,13 @@ class CFamilyPrinter:
             shapes[s.out] = s.shape
         elif op == "reduce":
             (a,) = s.args
-            if s.attr("fn") == "sum":
+            if s.attr("fn") == "softmax":
+                peak, exp = s.attr("peak"), self.math("exp")
+                with w.block(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j)"):
+                    w.line(f"const real hi = {a}[j] > {peak}[j] ? {a}[j] : {peak}[j];")
+                    w.line(f"{s.out}[j] = {s.out}[j] * {exp}({peak}[j] - hi) + {exp}({a}[j] - hi);")
+                    w.line(f"{peak}[j] = hi;")
+            elif s.attr("fn") == "sum":
                 self.elementwise(w, s.out, s.shape, [(a, shapes[a])], lambda x: x, op="+=")
             else:
                 self.elementwise(w, s.out, s.shape, [(s.out, s.shape), (a, shapes[a])],

@@ -23,7 +23,7 @@ strides (weight-space algebra: basis combination, reordered weights).
 ``body``. Grouped: for each group ``g`` (a row of ``rows``), run ``body``, where
 :class:`Loop` blocks iterate the *member* rows ``m`` with ``group_by[m] == g`` (a CSR list:
 incoming edges of a node, say), accumulating into group variables with ``reduce`` statements.
-Softmax is three loops: max, sum of exponentials, normalise and use.
+Softmax is two loops: an online max-and-sum, then normalise and use.
 """
 from __future__ import annotations
 
@@ -63,8 +63,9 @@ class Stmt:
 
     ``op`` is one of: ``load`` (``access``), ``const`` (``value``), ``graph_const`` (``name``,
     ``access``), ``ewise`` / ``unary`` (``fn``), ``dot``, ``sum_to`` (``shape``), ``reshape``
-    (``shape``), ``init`` (``value``: 0 or -inf), ``reduce`` (``fn``: sum|max; ``out`` is the
-    accumulator), ``store`` (``access``, ``mode``: set|add).
+    (``shape``), ``init`` (``value``: 0 or -inf), ``reduce`` (``fn``: sum | max | softmax; ``out``
+    is the accumulator; ``softmax`` keeps the running max in accumulator ``peak`` and rescales
+    ``out``, the sum of exponentials, whenever it grows), ``store`` (``access``, ``mode``: set|add).
     """
 
     op: str

@@ -183,7 +183,13 @@ class TorchExecutable:
             contrib = args[0]
             if contrib.dim() == 0 or levels.get(s.args[0]) == "global":
                 contrib = contrib.expand(member_ids.numel(), *s.shape)
-            if s.attr("fn") == "sum":
+            if s.attr("fn") == "softmax":  # the online max-and-sum, computed as two scatters
+                index = group.view(-1, *([1] * len(s.shape))).expand(-1, *s.shape)
+                peak = local[s.attr("peak")].scatter_reduce(0, index, contrib, "amax")
+                local[s.attr("peak")] = peak
+                local[s.out] = acc + segment.scatter_sum(torch.exp(contrib - peak.index_select(0, group)), group,
+                                                         acc.size(0))
+            elif s.attr("fn") == "sum":
                 local[s.out] = acc + segment.scatter_sum(contrib.reshape(-1, *s.shape), group, acc.size(0))
             else:
                 index = group.view(-1, *([1] * len(s.shape))).expand(-1, *s.shape)

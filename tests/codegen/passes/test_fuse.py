@@ -26,7 +26,7 @@ def test_attention_layer_is_two_gemms_a_weight_product_and_one_traversal():
     (t,) = traversals
     assert t.group_by == "dst" and t.rows == Domain.NODE
     loops = [s for s in t.body if isinstance(s, Loop)]
-    assert len(loops) == 3, "max, sum of exponentials, normalise-and-aggregate"
+    assert len(loops) == 2, "online max-and-sum of exponentials, then normalise-and-aggregate"
     gemm_reads = {k.a.chain for k in kernels if isinstance(k, GemmSpec) and k.mode == "mm"}
     assert ("usrc_node",) in gemm_reads, "the message GEMM gathers its rows in the prologue"
 
