@@ -63,7 +63,8 @@ def _stmt(s, indent: str) -> str:
         arrow = "+=" if attrs.get("mode") == "add" or access.chain else "="
         return f"{indent}{_access(access)} {arrow} {s.args[0]}"
     if s.op == "reduce":
-        return f"{indent}{s.out} {attrs['fn']}= {s.args[0]}"
+        peak = f"  (running max in {attrs['peak']})" if "peak" in attrs else ""
+        return f"{indent}{s.out} {attrs['fn']}= {s.args[0]}{peak}"
     return f"{indent}{s.out}[{shape}] = {s.op}[{extra}]({', '.join(s.args)})"
 
 
