@@ -7,13 +7,15 @@
 * :func:`run_isolated` / :func:`peak_memory`: run a callable in a fresh subprocess with a
   time limit and a memory cap; a cell that runs too long or runs out of memory comes back
   as ``TIMEOUT`` / ``OOM`` instead of hanging or killing the benchmark.
-* :func:`format_table` / :func:`print_table`, :func:`write_json`: the printed table and the
-  JSON record (under ``results/``, which git ignores).
+* :func:`add_common_arguments`, :func:`format_table` / :func:`print_table`,
+  :func:`write_json`: the shared options, the printed table and the JSON record (under
+  ``results/``, which git ignores).
 
 Run benchmarks from the repository root as modules: ``python -m benchmarks.<name> --help``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing as mp
 import os
@@ -254,6 +256,13 @@ def peak_memory(fn: Callable, *args: Any, timeout_s: float = 600.0) -> int:
 
 
 # ---------------------------------------------------------------------- output
+def add_common_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    """The options every benchmark has: ``--threads``, ``--output`` (JSON), ``--markdown``."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared: keep it low)")
+    parser.add_argument("--output", default=output, help="JSON file written (bare names go to results/)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e-2 and value != 0 else f"{value:,.2f}"

@@ -22,7 +22,7 @@ import warnings
 import torch
 from tqdm import tqdm
 
-from benchmarks.common import environment, print_environment, print_table, write_json
+from benchmarks.common import add_common_arguments, environment, print_environment, print_table, write_json
 from tasks.rgnn.cli import CONFIG_DIR, main as rgnn_main
 
 # goal of the issue, and the R-GCN paper's test accuracy (Schlichtkrull et al. 2018, Table 2)
@@ -39,7 +39,7 @@ def train_once(dataset: str, model: str, seed: int, valid_fraction: float) -> di
         raise ValueError(f"no configuration {config}; add one or choose --datasets/--models among the files in "
                          f"{CONFIG_DIR}")
     cli = rgnn_main(["--config", str(config), f"--data.valid_fraction={valid_fraction}",
-                     f"--seed_everything={seed}", *QUIET], run=False)
+                     f"--seed_everything={seed}", *QUIET], run=False, save_config_callback=None)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     seconds = time.perf_counter() - start
@@ -79,9 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=5, help="training seeds 0..N-1")
     parser.add_argument("--valid-fraction", type=float, default=0.0,
                         help="hold out this share of train (stratified, split seed 0); 0 = train on all of train")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--output", default="rgnn_accuracy.json", help="JSON file (bare names go to results/)")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    add_common_arguments(parser, "rgnn_accuracy.json")
     return parser.parse_args(argv)
 
 

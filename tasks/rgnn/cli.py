@@ -8,6 +8,7 @@ per-dataset configuration is ``--config tasks/rgnn/configs/<data>_<model>.yaml``
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,4 +79,6 @@ def main(args: Sequence[str] | None = None, **kwargs) -> RGNNCLI:
     args = expand_shorthands(sys.argv[1:] if args is None else args)
     kwargs = {"trainer_defaults": TRAINER_DEFAULTS, "seed_everything_default": 0,
               "save_config_kwargs": {"overwrite": True}, "parser_kwargs": {"description": __doc__}, **kwargs}
-    return RGNNCLI(RGNNClassifier, RGNNDataModule, args=args, **kwargs)
+    with warnings.catch_warnings():  # the rewritten sys.argv is passed as args on purpose
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+        return RGNNCLI(RGNNClassifier, RGNNDataModule, args=args, **kwargs)

@@ -62,13 +62,32 @@ class TypedInput(nn.Module):
         return g.stack(rows)
 
 
-class RGNN(nn.Module):
-    r"""Node classifier: :class:`TypedInput`, then ``num_layers`` relational layers.
+class RelationalStack(nn.Module):
+    r"""Relational layers with ReLU and dropout between them: ``forward(g, h)``.
 
     .. math::
-        h^{(0)} = \mathrm{input}(v), \quad
-        h^{(l+1)} = \mathrm{dropout}\big(\mathrm{act}(\mathrm{layer}_l(G, h^{(l)}))\big), \quad
-        \mathrm{logits} = \mathrm{layer}_{L-1}(G, h^{(L-1)})
+        h^{(l+1)} = \mathrm{dropout}\big(\mathrm{ReLU}(\mathrm{layer}_l(G, h^{(l)}))\big), \quad
+        \mathrm{out} = \mathrm{layer}_{L-1}(G, h^{(L-1)})
+
+    Written only with :mod:`graphcore.ops` and :mod:`graphcore.nn`, so
+    :func:`graphcore.compile` can compile it as a whole.
+    """
+
+    def __init__(self, layers: list[nn.Module], dropout: float = 0.0):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dropout = dropout
+
+    def forward(self, g: HeteroGraph, h: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            h = layer(g, h)
+            if i < len(self.layers) - 1:
+                h = ops.unary("dropout", ops.unary("relu", h), p=self.dropout, training=self.training)
+        return h
+
+
+class RGNN(nn.Module):
+    r"""Node classifier: :class:`TypedInput`, then a :class:`RelationalStack` of ``num_layers``.
 
     The last layer maps to the classes (as in the R-GCN paper, whose second layer is the
     classifier); hidden layers of ``rgat``/``hgt`` use ``heads`` heads of ``hidden // heads``
@@ -105,24 +124,19 @@ class RGNN(nn.Module):
             raise ValueError(f"RGNN: num_bases applies to model='rgcn' only, got model={model!r}")
         if model != "rgcn" and num_layers > 1 and hidden % heads != 0:
             raise ValueError(f"RGNN: hidden ({hidden}) must be divisible by heads ({heads})")
-        self.model, self.dropout = model, dropout
         self.input = TypedInput(num_nodes, in_features or {}, hidden)
         dims = [hidden] * num_layers + [num_classes]
-        self.layers = nn.ModuleList()
+        layers = []
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
             h = heads if i < num_layers - 1 else 1
             if model == "rgcn":
-                layer = gnn.RGCN(d_in, d_out, num_relations, num_bases=num_bases, self_loop=self_loop, aggr=aggr)
+                layers.append(gnn.RGCN(d_in, d_out, num_relations, num_bases=num_bases, self_loop=self_loop,
+                                       aggr=aggr))
             elif model == "rgat":
-                layer = gnn.RGAT(d_in, d_out // h, num_relations, heads=h)
+                layers.append(gnn.RGAT(d_in, d_out // h, num_relations, heads=h))
             else:
-                layer = gnn.HGT(d_in, d_out, len(num_nodes), num_relations, heads=h)
-            self.layers.append(layer)
+                layers.append(gnn.HGT(d_in, d_out, len(num_nodes), num_relations, heads=h))
+        self.stack = RelationalStack(layers, dropout)
 
     def forward(self, g: HeteroGraph) -> Tensor:
-        h = self.input(g)
-        for i, layer in enumerate(self.layers):
-            h = layer(g, h)
-            if i < len(self.layers) - 1:
-                h = ops.unary("dropout", ops.unary("relu", h), p=self.dropout, training=self.training)
-        return h
+        return self.stack(g, self.input(g))

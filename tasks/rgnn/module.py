@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+import graphcore
 from graphcore.graph import HeteroGraph
 from tasks.rgnn.data import STAGES, GraphBatch
 from tasks.rgnn.model import RGNN, ModelName
@@ -39,18 +40,22 @@ class RGNNClassifier(L.LightningModule):
         dropout: dropout after each hidden layer.
         lr: Adam learning rate.
         weight_decay: Adam L2 penalty on all parameters.
+        compile: run the relational layers through :func:`graphcore.compile` (same parameters
+            and ``state_dict``; code it cannot compile falls back to eager with a warning).
     """
 
     def __init__(self, num_nodes: dict[str, int], num_relations: int, num_classes: int,
                  in_features: dict[str, int] | None = None, model: ModelName = "rgcn", hidden: int = 32,
                  num_layers: int = 2, num_bases: int | None = None, aggr: Literal["sum", "mean"] = "mean",
                  self_loop: bool = True, heads: int = 1, dropout: float = 0.0, lr: float = 0.01,
-                 weight_decay: float = 5e-4):
+                 weight_decay: float = 5e-4, compile: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.net = RGNN(num_nodes, num_relations, num_classes, in_features=in_features, model=model, hidden=hidden,
                         num_layers=num_layers, num_bases=num_bases, aggr=aggr, self_loop=self_loop, heads=heads,
                         dropout=dropout)
+        if compile:
+            self.net.stack = graphcore.compile(self.net.stack, fallback="eager")
         for stage in STAGES:  # attributes, not a ModuleDict: "train" would shadow nn.Module.train
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
 

@@ -65,3 +65,17 @@ def test_configs_build(config):
 def test_bad_model_name_is_rejected():
     with pytest.raises(SystemExit):
         main(["fit", "--data", "aifb", "--model", "gcn", "--trainer.fast_dev_run", "1"])
+
+
+def test_compiled_model_trains_and_matches_eager(tmp_path, recwarn):
+    cli = main(["fit", "--data", "aifb", "--model", "rgat", "--model.hidden", "8", "--model.heads", "2",
+                "--model.dropout", "0.5", "--model.compile", "true", "--trainer.fast_dev_run", "1",
+                f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    assert not [w for w in recwarn if "fell back to eager" in str(w.message)]
+    compiled = cli.model.eval()
+    assert type(compiled.net.stack).__name__ == "CompiledRelationalStack"
+    hparams = {k: v for k, v in compiled.hparams.items() if k not in ("compile", "_instantiator")}
+    eager = RGNNClassifier(**hparams).eval()
+    eager.load_state_dict(compiled.state_dict())  # same parameter names as the eager model
+    graph = cli.datamodule.graph
+    torch.testing.assert_close(compiled(graph), eager(graph), rtol=1e-4, atol=1e-5)

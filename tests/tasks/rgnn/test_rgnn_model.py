@@ -44,15 +44,15 @@ def test_rgnn_logits_and_dropout(model):
     torch.testing.assert_close(net(g), out)  # no dropout in eval mode
     net.train()
     assert not torch.allclose(net(g), out)
-    assert len(net.layers) == 2 and all(layer.num_relations == 5 for layer in net.layers)
+    assert len(net.stack.layers) == 2 and all(layer.num_relations == 5 for layer in net.stack.layers)
 
 
 def test_rgnn_one_layer_is_the_layer_on_the_embeddings():
     g = random_heterograph(COUNTS, SCHEMA, 10, seed=1)
     net = RGNN(COUNTS, g.num_relations, 4, model="rgcn", hidden=6, num_layers=1, num_bases=2).double()
-    expected = net.layers[0](g, torch.cat([m.weight for m in net.input.inputs]))
+    expected = net.stack.layers[0](g, torch.cat([m.weight for m in net.input.inputs]))
     torch.testing.assert_close(net(g), expected)
-    assert net.layers[0].comp.shape == (5, 2)
+    assert net.stack.layers[0].comp.shape == (5, 2)
 
 
 def test_rgnn_rejects_bad_configurations_and_other_graphs():
