@@ -99,6 +99,40 @@ class STBlock(nn.Module):
         return self.dropout(self.norm(h))
 
 
+class SeasonalBase(nn.Module):
+    r"""Daily profile plus decaying anomaly: the forecast the network corrects.
+
+    .. math::
+        b_{t+h, v} = p_{s(t+h), v} + \phi_h \, (x_{t, v} - p_{s(t), v})
+
+    where :math:`p` is a learnable ``[slots, N]`` profile (initialised with the training
+    time-of-day means), :math:`s(\cdot)` the time-of-day slot, :math:`x_t` the last input reading
+    and :math:`\phi_h` a learnable per-step decay of the current anomaly (initialised by least
+    squares on training windows). :math:`\phi = 1` is persistence plus the profile's change,
+    :math:`\phi = 0` the time-of-day mean. All values are in scaled units.
+
+    Args:
+        profile: ``[slots, N]`` initial profile.
+        decay: ``[H]`` initial :math:`\phi`.
+
+    Shapes:
+        ``x: [B, T, N, C]`` with scaled speed in channel 0 and time of day in channel 1
+        ``-> [B, H, N]``.
+    """
+
+    def __init__(self, profile: Tensor, decay: Tensor):
+        super().__init__()
+        self.profile = nn.Parameter(profile.clone().float())
+        self.decay = nn.Parameter(decay.clone().float())
+
+    def forward(self, x: Tensor) -> Tensor:
+        per_day, horizon = self.profile.shape[0], self.decay.shape[0]
+        last = torch.round(x[:, -1, 0, 1] * per_day).long() % per_day          # [B] slot of the last input
+        targets = (last[:, None] + 1 + torch.arange(horizon, device=x.device)) % per_day
+        anomaly = x[:, -1, :, 0] - self.profile[last]                           # [B, N]
+        return self.profile[targets] + self.decay[None, :, None] * anomaly[:, None, :]
+
+
 class VirtualNodeSTGCN(nn.Module):
     r"""Forecasts ``horizon`` steps for every sensor from ``input_len`` steps of features.
 
@@ -121,6 +155,9 @@ class VirtualNodeSTGCN(nn.Module):
         embedding_dim: width of the adjacency embeddings.
         prune_threshold: cut for learned adjacency weights.
         dropout: dropout after each block.
+        seasonal: ``[slots, N]`` initial daily profile; with it the network predicts a correction
+            to :class:`SeasonalBase` (needs time of day in input channel 1).
+        decay: ``[H]`` initial anomaly decay of :class:`SeasonalBase`.
 
     Shapes:
         ``x: [B, T, N, C_in] -> [B, H, N]``.
@@ -130,7 +167,7 @@ class VirtualNodeSTGCN(nn.Module):
                  n_virtual: int = 10, adjacency_mode: str = "semi", hidden_channels: int = 32,
                  graph_channels: int = 16, n_blocks: int = 2, kernel_size: int = 3, diffusion_steps: int = 2,
                  embedding_dim: int = 10, prune_threshold: float = 0.1, dropout: float = 0.1,
-                 node_embedding_dim: int = 0):
+                 seasonal: Tensor | None = None, decay: Tensor | None = None):
         super().__init__()
         remaining = input_len - 2 * n_blocks * (kernel_size - 1)
         if remaining < 1:
@@ -139,13 +176,11 @@ class VirtualNodeSTGCN(nn.Module):
                 f"the {input_len} input steps; use fewer blocks, a smaller kernel or longer inputs")
         self.adjacency = VirtualNodeAdjacency(distance, n_virtual, adjacency_mode, embedding_dim, prune_threshold)
         self.n_virtual, self.in_channels = n_virtual, in_channels
-        num_real = distance.shape[0]
-        self.node_features = (nn.Parameter(torch.randn(num_real, node_embedding_dim) * 0.1)
-                              if node_embedding_dim else None)
-        channels = [in_channels + node_embedding_dim] + [hidden_channels] * n_blocks
+        channels = [in_channels] + [hidden_channels] * n_blocks
         self.blocks = nn.ModuleList(
             STBlock(channels[i], channels[i + 1], graph_channels, kernel_size, diffusion_steps, dropout)
             for i in range(n_blocks))
+        self.base = SeasonalBase(seasonal, decay) if seasonal is not None else None
         self.head_temporal = TemporalGLU(hidden_channels, hidden_channels, remaining)
         self.head = nn.Sequential(nn.LayerNorm(hidden_channels), nn.Linear(hidden_channels, hidden_channels),
                                   nn.ReLU(), nn.Linear(hidden_channels, horizon))
@@ -156,11 +191,8 @@ class VirtualNodeSTGCN(nn.Module):
         if n != self.adjacency.num_real or c != self.in_channels:
             raise ValueError(f"expected input [B, T, {self.adjacency.num_real}, {self.in_channels}], "
                              f"got {list(x.shape)}")
-        x = x.permute(2, 0, 1, 3)
-        if self.node_features is not None:
-            x = torch.cat([x, self.node_features[:, None, None, :].expand(-1, b, t, -1)], dim=-1)
-        pad = x.new_zeros(self.n_virtual, b, t, x.shape[-1])
-        return torch.cat([x, pad], dim=0)
+        pad = x.new_zeros(self.n_virtual, b, t, c)
+        return torch.cat([x.permute(2, 0, 1, 3), pad], dim=0)
 
     def forward(self, x: Tensor, return_hidden: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Predict ``[B, H, N]``; with ``return_hidden`` also each block's output ``[N + n_v, B, T_l, C]``."""
@@ -173,4 +205,6 @@ class VirtualNodeSTGCN(nn.Module):
         h = self.head_temporal(h)[:, :, 0]                    # [N + n_v, B, C]
         out = self.head(h).permute(1, 2, 0)                   # [B, H, N + n_v]
         out = out[:, :, :self.adjacency.num_real]
+        if self.base is not None:
+            out = out + self.base(x)
         return (out, hidden) if return_hidden else out

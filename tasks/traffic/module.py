@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from tasks.traffic.adjacency import check_mode
-from tasks.traffic.baselines import floor_errors
+from tasks.traffic.baselines import anomaly_decay, floor_errors, time_of_day_profile
 from tasks.traffic.data import TrafficDataModule
 from tasks.traffic.metrics import MaskedHorizonErrors, horizon_report, masked_mae_loss
 from tasks.traffic.model import VirtualNodeSTGCN
@@ -42,7 +42,7 @@ class TrafficForecaster(L.LightningModule):
                  n_virtual: int = 10, hidden_channels: int = 32, graph_channels: int = 16, n_blocks: int = 2,
                  kernel_size: int = 3, diffusion_steps: int = 2, embedding_dim: int = 10,
                  prune_threshold: float = 0.1, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 1e-4,
-                 node_embedding_dim: int = 0):
+                 seasonal_prior: bool = False):
         super().__init__()
         check_mode(adjacency_mode)
         self.save_hyperparameters()
@@ -59,11 +59,19 @@ class TrafficForecaster(L.LightningModule):
         """Create the network, the scaler buffer and the metrics for ``data``'s graph."""
         data.setup()
         hp, dhp = self.hparams, data.hparams
+        seasonal = decay = None
+        if hp.seasonal_prior:
+            if not dhp.time_of_day:
+                raise ValueError("seasonal_prior needs the time-of-day input channel: set data.time_of_day=true "
+                                 "or model.seasonal_prior=false")
+            profile = time_of_day_profile(data.series, data.windows)
+            seasonal = torch.from_numpy(data.scaler.transform(profile))
+            decay = torch.from_numpy(anomaly_decay(data.series, data.windows, profile))
         self.net = VirtualNodeSTGCN(
             torch.from_numpy(data.series.adjacency), data.in_channels, dhp.input_len, dhp.horizon,
             hp.n_virtual, hp.adjacency_mode, hp.hidden_channels, hp.graph_channels, hp.n_blocks,
             hp.kernel_size, hp.diffusion_steps, hp.embedding_dim, hp.prune_threshold, hp.dropout,
-            hp.node_embedding_dim)
+            seasonal, decay)
         self.register_buffer("scale", torch.tensor([data.scaler.mean, data.scaler.std]))
         self.null_value = data.series.missing_value
         self.errors = nn.ModuleDict({s: MaskedHorizonErrors(dhp.horizon, self.null_value) for s in ("val", "test")})

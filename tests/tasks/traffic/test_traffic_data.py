@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.traffic import LOS_LOOP
-from tasks.traffic.baselines import floor_errors
+from datasets.traffic import LOS_LOOP, TrafficSeries, split_windows
+from tasks.traffic.baselines import anomaly_decay, floor_errors, slots_of_day
 from tasks.traffic.data import TrafficDataModule
 
 
@@ -66,3 +66,18 @@ def test_floors_reproduce_the_dataset_readme(data):
     # shared/datasets/traffic/README.md: horizon 3/12/24 persistence 3.56/5.76/8.23, time-of-day 5.43/5.39/5.34
     np.testing.assert_allclose(persistence[[2, 11, 23]].numpy(), [3.56, 5.76, 8.23], atol=0.006)
     np.testing.assert_allclose(tod[[2, 11, 23]].numpy(), [5.43, 5.39, 5.34], atol=0.006)
+
+
+def test_anomaly_decay_recovers_a_geometric_decay():
+    """Readings = a daily profile + an anomaly shrinking by r per step: φ_h must be r^h."""
+    steps, nodes, r = 600, 3, 0.97
+    stamps = np.datetime64("2012-03-01T00:00:00") + np.arange(steps) * np.timedelta64(300, "s")
+    series0 = TrafficSeries(speed=np.ones((steps, nodes), np.float32), timestamps=stamps,
+                            sensor_ids=np.array(["a", "b", "c"]), adjacency=np.eye(nodes, dtype=np.float32))
+    slot, per_day = slots_of_day(series0)
+    profile = 50 + 10 * np.sin(np.arange(per_day) / per_day * 2 * np.pi)[:, None] * np.ones(nodes)
+    speed = profile[slot] + 5.0 * r ** np.arange(steps)[:, None]
+    series = TrafficSeries(speed=speed.astype(np.float64), timestamps=stamps, sensor_ids=series0.sensor_ids,
+                           adjacency=series0.adjacency)
+    split = split_windows(steps, 12, 6)
+    np.testing.assert_allclose(anomaly_decay(series, split, profile), r ** np.arange(1, 7), rtol=1e-5)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.traffic.model import DiffusionConv, TemporalGLU, VirtualNodeSTGCN
+from tasks.traffic.model import DiffusionConv, SeasonalBase, TemporalGLU, VirtualNodeSTGCN
 from tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop
 
 N = 8
@@ -125,3 +125,26 @@ def test_diffusion_conv_matches_explicit_powers():
     expected = (lin(x, w0, b0) + prop(p_f, lin(x, wf1, bf1)) + prop(p_f, prop(p_f, lin(x, wf2, bf2)))
                 + prop(p_b, lin(x, wb1, bb1)) + prop(p_b, prop(p_b, lin(x, wb2, bb2))))
     torch.testing.assert_close(conv(x, p_f, p_b), expected)
+
+
+def test_seasonal_base_is_profile_plus_decaying_anomaly():
+    per_day, horizon = 8, 3
+    profile = torch.arange(per_day * 2, dtype=torch.float32).reshape(per_day, 2)
+    base = SeasonalBase(profile, torch.tensor([1.0, 0.5, 0.0]))
+    x = torch.zeros(1, 4, 2, 2)
+    x[0, -1, :, 0] = torch.tensor([10.0, 20.0])     # last readings
+    x[0, :, :, 1] = 7 / per_day                      # the last input is in slot 7: targets wrap to 0, 1, 2
+    anomaly = torch.tensor([10.0, 20.0]) - profile[7]
+    expected = torch.stack([profile[0] + anomaly, profile[1] + 0.5 * anomaly, profile[2]])
+    torch.testing.assert_close(base(x)[0], expected)
+
+
+def test_with_seasonal_base_the_network_learns_a_correction():
+    torch.manual_seed(0)
+    profile = torch.randn(6, N)
+    net = small_net(seasonal=profile, decay=torch.zeros(4))
+    torch.nn.init.zeros_(net.head[3].weight)
+    torch.nn.init.zeros_(net.head[3].bias)
+    x = torch.randn(2, 6, N, 2)
+    x[..., 1] = 0.0                                   # slot 0: targets are slots 1..4
+    torch.testing.assert_close(net(x), profile[1:5].expand(2, -1, -1))
