@@ -9,7 +9,8 @@ continues an interrupted grid) plus figures.
     nice -n 10 python benchmarks/traffic_ablation.py              # full grid: 4 modes x n_v {0,1,5,10,20} x 3 seeds
     python benchmarks/traffic_ablation.py --quick                 # distance/semi x n_v {0,10} x 1 seed, 2 epochs
     python benchmarks/traffic_ablation.py --modes distance semi --n_virtual 0 10 --epochs 12 \\
-        --hidden_channels 32 --graph_channels 16 --out results/traffic_goal.json   # the demo model
+        --hidden_channels 32 --graph_channels 16 --seasonal_prior --workers 2 \
+        --out results/traffic_goal.json                            # the demo model, two runs at a time
 
 ``semi`` with 0 virtual nodes is the ``distance`` model, so that cell is not trained twice.
 """
@@ -73,7 +74,7 @@ def run_one(data: TrafficDataModule, mode: str, n_virtual: int, seed: int, args)
     torch.set_num_threads(args.threads)
     L.seed_everything(seed, verbose=False)
     model = TrafficForecaster(adjacency_mode=mode, n_virtual=n_virtual, hidden_channels=args.hidden_channels,
-                              graph_channels=args.graph_channels, lr=args.lr)
+                              graph_channels=args.graph_channels, lr=args.lr, seasonal_prior=args.seasonal_prior)
     timer = TrainTimer()
     trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, gradient_clip_val=5.0, callbacks=[timer])
@@ -98,6 +99,11 @@ def run_one(data: TrafficDataModule, mode: str, n_virtual: int, seed: int, args)
     if seed == 0 and model.net.adjacency.emb1 is not None and n_virtual:
         result["virtual_edge_weights"] = model.net.adjacency.virtual_edge_weights().tolist()
     return result
+
+
+def run_cell(job: tuple) -> dict:
+    """:func:`run_one` on one ``(data, mode, n_virtual, seed, args)`` tuple (for ``Pool.imap``)."""
+    return run_one(*job)
 
 
 def grid(args) -> list[tuple[str, int, int]]:
@@ -171,7 +177,10 @@ def parse_args(argv=None):
     parser.add_argument("--hidden_channels", type=int, default=16)
     parser.add_argument("--graph_channels", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seasonal_prior", action="store_true",
+                        help="the network corrects a time-of-day profile + decaying anomaly (model.seasonal_prior)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--sensitivity_targets", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="distance/semi x n_v {0, 10} x seed 0, 2 epochs")
     parser.add_argument("--out", default=str(ROOT / "results" / "traffic_ablation.json"))
@@ -195,7 +204,8 @@ def main(argv=None) -> dict:
     data.setup()
     interval = data.series.interval_minutes
     floors = {name: errors_to_json(e, interval) for name, e in floor_errors(data.series, data.windows, "test").items()}
-    settings = {k: getattr(args, k) for k in ("data", "epochs", "hidden_channels", "graph_channels", "lr", "threads")}
+    settings = {k: getattr(args, k)
+                for k in ("data", "epochs", "hidden_channels", "graph_channels", "lr", "threads", "seasonal_prior")}
     out = Path(args.out)
     results = []
     if args.resume and out.is_file():
@@ -205,12 +215,13 @@ def main(argv=None) -> dict:
     done = {(r["mode"], r["n_virtual"], r["seed"]) for r in results}
     todo = [cell for cell in grid(args) if cell not in done]
     context = multiprocessing.get_context("fork")
-    for mode, n_v, seed in tqdm(todo, desc="ablation runs", unit="run"):
-        with context.Pool(1, maxtasksperchild=1) as pool:
-            results.append(pool.apply(run_one, (data, mode, n_v, seed, args)))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"settings": settings, "environment": environment(args),
-                                   "floors": floors, "runs": results}, indent=1))
+    with context.Pool(args.workers, maxtasksperchild=1) as pool:
+        runs = pool.imap_unordered(run_cell, [(data, mode, n_v, seed, args) for mode, n_v, seed in todo])
+        for result in tqdm(runs, total=len(todo), desc="ablation runs", unit="run"):
+            results.append(result)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"settings": settings, "environment": environment(args),
+                                       "floors": floors, "runs": results}, indent=1))
     minutes = np.arange(1, data.hparams.horizon + 1) * interval
     table = summarise(results, floors, args)
     env = environment(args)

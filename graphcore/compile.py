@@ -9,6 +9,7 @@ optimised, differentiated, fused and lowered; later calls run the cached kernels
 """
 from __future__ import annotations
 
+import os
 import warnings
 import weakref
 from pathlib import Path
@@ -86,6 +87,9 @@ class CompiledMixin:
                               passes=options["passes"], dump_dir=dump)
             backend = backends.resolve(options["backend"], inputs[0].device.type)
             per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names)
+            source = getattr(per_graph[key].forward, "source", None)  # native backends: one translation unit
+            if dump is not None and source is not None:
+                (dump / ("module.cu" if backend == "cuda" else "module.cpp")).write_text(source)
         runner = per_graph[key]
         self._graphcore_last = (g, runner.plan)
         return runner
@@ -126,9 +130,12 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
     Args:
         model: a module whose ``forward(g, *x)`` uses :mod:`graphcore.ops` (the layers of
             :mod:`graphcore.nn`, stacks of them with activations and dropout, or your own).
-        backend: ``"auto"``, or ``"torch"`` (the reference backend).
+        backend: ``"auto"`` (``cpu`` for CPU tensors, ``cuda`` for CUDA ones), ``"cpu"``,
+            ``"cuda"``, or ``"torch"`` (the reference backend).
         passes: optimising passes to run (default: all of ``codegen.passes.pipeline.OPTIONAL``).
-        dump_dir: write the level-1 IR after every pass and the level-2 specs there.
+        dump_dir: write the level-1 IR after every pass, the level-2 specs and (native backends) the
+            generated C++/CUDA translation unit there, one folder per plan. Default: the
+            ``GRAPHCORE_DUMP_DIR`` environment variable, if set.
         fallback: ``"error"`` raises :class:`CompileError` on unsupported code; ``"eager"`` warns
             and runs the model uncompiled.
 
@@ -142,6 +149,8 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
         if unknown:
             raise ValueError(f"unknown passes {unknown}; available: {list(OPTIONAL)}")
     backends.resolve(backend, "cpu")
+    if dump_dir is None:
+        dump_dir = os.environ.get("GRAPHCORE_DUMP_DIR") or None
     cls = type(model)
     compiled_cls = type(f"Compiled{cls.__name__}", (CompiledMixin, cls), {"__module__": cls.__module__})
     compiled = object.__new__(compiled_cls)

@@ -177,10 +177,18 @@ def test_bad_arguments():
         compiled(g, torch.randn(5, 3))
 
 
+def test_dump_dir_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHCORE_DUMP_DIR", str(tmp_path))
+    g = GRAPHS["mixed"]
+    with torch.no_grad():
+        gc.compile(gc.nn.RGCN(3, 2, g.num_relations), backend="torch")(g, torch.randn(g.num_nodes(), 3))
+    assert (tmp_path / "plan0_infer" / "00_traced.txt").is_file()
+
+
 def test_dump_dir_and_explain(tmp_path):
     g = GRAPHS["mixed"]
     model = gc.nn.RGAT(6, 3, g.num_relations, heads=2)
-    compiled = gc.compile(model, dump_dir=tmp_path)
+    compiled = gc.compile(model, dump_dir=tmp_path, backend="cpu")
     assert "not compiled yet" in compiled.explain()
     compiled(g, torch.randn(g.num_nodes(), 6, requires_grad=True)).sum().backward()
     files = sorted(p.name for p in (tmp_path / "plan0_train").iterdir())
@@ -188,5 +196,7 @@ def test_dump_dir_and_explain(tmp_path):
     assert any(f.endswith("backward_kernels.txt") for f in files)
     kernels = (tmp_path / "plan0_train" / next(f for f in files if f.endswith("forward_kernels.txt"))).read_text()
     assert "GemmSpec" in kernels and "TraversalSpec" in kernels and "group_by=dst" in kernels
+    source = (tmp_path / "plan0_train" / "module.cpp").read_text()
+    assert "graphcore_forward" in source and "graphcore_backward" in source
     text = compiled.explain()
     assert "|E|/|U_src|" in text and "[reorder] folded" in text and "[compact]" in text and "[fuse]" in text

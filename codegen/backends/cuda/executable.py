@@ -80,15 +80,15 @@ def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str
         raise CompileError("backend='cuda' needs a CUDA device; use backend='cpu' or 'torch'")
     source, abis, legal = module_source(programs)
     lib = load_library(source, toolchain(_arch()), ABI_VERSION)
-    return {name: CudaExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name])
+    return {name: CudaExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source)
             for name in legal}
 
 
 class CudaExecutable:
     """One entry of a compiled CUDA library, bound to one graph layout (on the GPU)."""
 
-    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi):
-        self.program, self.layout, self.entry, self.abi = program, layout, entry, abi
+    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str):
+        self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
                                ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p]
