@@ -3,7 +3,7 @@
 Each (dataset, model) trains with ``tasks/rgnn/configs/<dataset>_<model>.yaml`` through the
 task's own CLI code, once per seed, and reports the test accuracy of the final model
 (mean ± sample std over seeds). The configurations were chosen on a stratified 20 %
-validation split of the training nodes (see ``docs/rgnn.md``); the runs here use the R-GCN
+validation split of the training nodes (configuration comments in ``tasks/rgnn/configs``); the runs here use the R-GCN
 paper's final protocol: train on the whole training split for the configured number of
 epochs, then test once (``--valid-fraction 0.2`` reproduces the held-out protocol instead,
 and also reports validation accuracy).

@@ -176,6 +176,20 @@ class KernelProgram:
             walk(k.body if isinstance(k, TraversalSpec) else k.epilogue)
         return names
 
+    def touched(self) -> list[set[str]]:
+        """For each kernel, the buffers it reads or writes (for liveness: see ``codegen.runtime.buffers``)."""
+
+        def walk(body, names):
+            for s in body:
+                if isinstance(s, Loop):
+                    walk(s.body, names)
+                elif s.attr("access") is not None:
+                    names.add(s.attr("access").buffer)
+            return names
+
+        return [walk(k.body, set()) if isinstance(k, TraversalSpec)
+                else walk(k.epilogue, {k.a.buffer, k.b.buffer, k.c.buffer}) for k in self.kernels]
+
     def buffer(self, name: str) -> Buffer:
         for b in self.buffers:
             if b.name == name:

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
 #include <omp.h>
 
 template <typename T> static inline T gc_relu(T x) { return x > T(0) ? x : T(0); }
@@ -71,3 +73,58 @@ static inline void gc_gemm_rows(int mr, const T* const* a, const T* w, int64_t K
     }
   }
 }
+
+// Weight-gradient tile of the outer-product template: acc[q, j] = sum_r a[r][k0 + q] * b[r][j0 + j]
+// over the rows r < count of one segment (each element summed in row order, so the result does not
+// depend on the thread count), stored at (k0, j0) of a row-major [K, N] weight, or of its [N, K]
+// transpose. Full KR x NR tiles keep their accumulators in vector registers.
+template <typename T, int KR, int NR>
+static inline void gc_outer_full(int64_t count, const T* const* a, const T* const* b, int64_t k0, int64_t j0,
+                                 T* out, int64_t K, int64_t N, bool transposed) {
+  T acc[KR][NR];
+  for (int q = 0; q < KR; ++q)
+    for (int j = 0; j < NR; ++j) acc[q][j] = T(0);
+  for (int64_t r = 0; r < count; ++r) {
+    const T* ar = a[r] + k0;
+    const T* br = b[r] + j0;
+#pragma GCC unroll 4
+    for (int q = 0; q < KR; ++q) {
+      const T av = ar[q];
+#pragma omp simd
+      for (int j = 0; j < NR; ++j) acc[q][j] += av * br[j];
+    }
+  }
+  for (int q = 0; q < KR; ++q)
+    for (int j = 0; j < NR; ++j) (transposed ? out[(j0 + j) * K + k0 + q] : out[(k0 + q) * N + j0 + j]) = acc[q][j];
+}
+
+template <typename T>
+static inline void gc_outer_edge(int64_t count, const T* const* a, const T* const* b, int64_t k0, int kr, int64_t j0,
+                                 int nr, T* out, int64_t K, int64_t N, bool transposed) {
+  for (int q = 0; q < kr; ++q) {
+    std::vector<T> row(nr, T(0));
+    for (int64_t r = 0; r < count; ++r) {
+      const T av = a[r][k0 + q];
+      const T* br = b[r] + j0;
+#pragma omp simd
+      for (int j = 0; j < nr; ++j) row[j] += av * br[j];
+    }
+    for (int j = 0; j < nr; ++j) (transposed ? out[(j0 + j) * K + k0 + q] : out[(k0 + q) * N + j0 + j]) = row[j];
+  }
+}
+
+// The [K, N] weight gradient of one segment: register tiles of KR x NR, edge tiles by the plain loop.
+template <typename T>
+static inline void gc_outer(int64_t count, const T* const* a, const T* const* b, int64_t k0, int64_t k1,
+                            T* out, int64_t K, int64_t N, bool transposed) {
+  constexpr int KR = 4;
+  constexpr int NR = 128 / (int)sizeof(T);
+  int64_t kq = k0;
+  for (; kq + KR <= k1; kq += KR) {
+    int64_t j0 = 0;
+    for (; j0 + NR <= N; j0 += NR) gc_outer_full<T, KR, NR>(count, a, b, kq, j0, out, K, N, transposed);
+    if (j0 < N) gc_outer_edge<T>(count, a, b, kq, KR, j0, (int)(N - j0), out, K, N, transposed);
+  }
+  if (kq < k1) gc_outer_edge<T>(count, a, b, kq, (int)(k1 - kq), 0, (int)N, out, K, N, transposed);
+}
+

@@ -4,7 +4,8 @@ GEMM ``mm``: rows in blocks of 48, each block split at segment boundaries (the s
 block's first row by binary search over the pointer), six rows at a time through the
 register-blocked micro-kernel of ``prelude.h``; then the epilogue runs per row and the row is
 stored. ``outer``: one task per (type, head, 16 rows of the weight), each summing its rows in
-order, so results do not depend on the thread count. Traversals: one OpenMP iteration per row
+order through the register tiles of ``gc_outer`` (prelude), so results do not depend on the
+thread count. Traversals: one OpenMP iteration per row
 or per group; a group's members are visited in CSR order. The entry adds each kernel's wall time
 to ``seconds[i]`` when given an array (profiling; ``NULL`` otherwise).
 """
@@ -136,23 +137,13 @@ class CpuPrinter(CFamilyPrinter):
             w.line(f"const int64_t t = task / {h * blocks}, hh = (task / {blocks}) % {h};")
             w.line(f"const int64_t k0 = (task % {blocks}) * {OUTER_BLOCK}, "
                    f"k1 = std::min<int64_t>(k0 + {OUTER_BLOCK}, {kk});")
-            w.line(f"real acc[{OUTER_BLOCK * n}];")
-            w.line(f"for (int64_t j = 0; j < {OUTER_BLOCK * n}; ++j) acc[j] = (real)0;")
             w.line(f"const int64_t r0 = {f'{seg}[t]' if seg else '0'}, r1 = {f'{seg}[t + 1]' if seg else 'M'};")
+            w.line("std::vector<const real*> ar(r1 - r0), br(r1 - r0);")
             with w.block("for (int64_t i = r0; i < r1; ++i)"):
-                w.line(f"const real* ar = {a} + (int64_t)({self.address(k.a, 'i')}) * {h * kk} + hh * {kk};")
-                w.line(f"const real* br = {b} + (int64_t)({self.address(k.b, 'i')}) * {h * n} + hh * {n};")
-                with w.block("for (int64_t kq = k0; kq < k1; ++kq)"):
-                    w.line("const real av = ar[kq];")
-                    w.line(self.simd())
-                    w.line(f"for (int64_t j = 0; j < {n}; ++j) acc[(kq - k0) * {n} + j] += av * br[j];")
-            w.line(f"real* out = {c} + (t * {h} + hh) * {kk * n};")
-            if k.transpose_b:
-                w.line(f"for (int64_t kq = k0; kq < k1; ++kq) for (int64_t j = 0; j < {n}; ++j) "
-                       f"out[j * {kk} + kq] = acc[(kq - k0) * {n} + j];")
-            else:
-                w.line(f"for (int64_t kq = k0; kq < k1; ++kq) for (int64_t j = 0; j < {n}; ++j) "
-                       f"out[kq * {n} + j] = acc[(kq - k0) * {n} + j];")
+                w.line(f"ar[i - r0] = {a} + (int64_t)({self.address(k.a, 'i')}) * {h * kk} + hh * {kk};")
+                w.line(f"br[i - r0] = {b} + (int64_t)({self.address(k.b, 'i')}) * {h * n} + hh * {n};")
+            w.line(f"gc_outer<real>(r1 - r0, ar.data(), br.data(), k0, k1, {c} + (t * {h} + hh) * {kk * n}, "
+                   f"{kk}, {n}, {'true' if k.transpose_b else 'false'});")
 
     def gemm_dense(self, w: CodeWriter, k: GemmSpec) -> None:
         a, b, c = (self.use_buffer(x.buffer) for x in (k.a, k.b, k.c))

@@ -1,0 +1,59 @@
+"""Temporaries of a kernel program share memory only where their live ranges are disjoint."""
+import math
+
+import pytest
+import torch
+
+import graphcore as gc
+from codegen.runtime.buffers import allocate, share_temporaries
+from graphcore.testing import layer_zoo
+
+from .conftest import GRAPHS
+
+
+def backward_program(graph_name, layer_name):
+    g = GRAPHS[graph_name]
+    model = layer_zoo(g)[layer_name]
+    compiled = gc.compile(model, backend="torch")
+    x = torch.randn(g.num_nodes(), model.in_channels, dtype=torch.float64, requires_grad=True)
+    compiled(g, x).sum().backward()
+    plan = next(iter(compiled._graphcore_plans[g].values())).plan
+    return g, plan.backward
+
+
+@pytest.mark.parametrize("layer_name", ["rgat_heads", "hgt_proj", "rgcn_mean_bases"])
+def test_shared_temporaries_never_live_at_the_same_time(layer_name):
+    g, program = backward_program("mixed", layer_name)
+    numel = {b.name: math.prod(b.shape) * (1 if str(b.domain) == "scalar" else g.layout.rows(str(b.domain)))
+             for b in program.buffers}
+    slots = share_temporaries(program, numel)
+    touched = program.touched()
+    live = {name: [i for i, names in enumerate(touched) if name in names] for name in slots}
+    roles = {b.name: b.role for b in program.buffers}
+    assert all(roles[name] == "temp" for name in slots) and not set(slots) & program.accumulated()
+    by_slot = {}
+    for name, slot in slots.items():
+        by_slot.setdefault(slot, []).append((live[name][0], live[name][-1]))
+    for ranges in by_slot.values():
+        ranges.sort()
+        assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:]))
+    if layer_name == "hgt_proj":  # a long backward program: some memory is reused
+        assert len(by_slot) < len(slots)
+
+
+def test_shared_buffers_are_views_of_one_allocation():
+    g, program = backward_program("mixed", "hgt_proj")
+    inputs = [torch.zeros(g.layout.rows(str(program.buffer(n).domain)), *program.buffer(n).shape, dtype=torch.float64)
+              for n in program.inputs]
+    params = [torch.zeros(program.buffer(n).shape if str(program.buffer(n).domain) == "scalar" else
+                          (g.layout.rows(str(program.buffer(n).domain)), *program.buffer(n).shape), dtype=torch.float64)
+              for n in program.params]
+    env = allocate(program, g.layout, inputs, params, None, torch.float64, torch.device("cpu"))
+    numel = {name: t.numel() for name, t in env.items()}
+    slots = share_temporaries(program, numel)
+    bases = {}
+    for name, slot in slots.items():
+        bases.setdefault(slot, set()).add(env[name].untyped_storage().data_ptr())
+    assert all(len(b) == 1 for b in bases.values())
+    assert all(env[name].untyped_storage().data_ptr() != env[other].untyped_storage().data_ptr()
+               for name in program.accumulated() for other in slots)
