@@ -9,7 +9,7 @@ continues an interrupted grid) plus figures.
     nice -n 10 python benchmarks/traffic_ablation.py              # full grid: 4 modes x n_v {0,1,5,10,20} x 3 seeds
     python benchmarks/traffic_ablation.py --quick                 # distance/semi x n_v {0,10} x 1 seed, 2 epochs
     python benchmarks/traffic_ablation.py --modes distance semi --n_virtual 0 10 --epochs 12 \\
-        --hidden_channels 32 --graph_channels 16 --seasonal_prior --workers 2 \
+        --hidden_channels 32 --graph_channels 16 --workers 2 \\
         --out results/traffic_goal.json                            # the demo model, two runs at a time
 
 ``semi`` with 0 virtual nodes is the ``distance`` model, so that cell is not trained twice.
@@ -177,8 +177,9 @@ def parse_args(argv=None):
     parser.add_argument("--hidden_channels", type=int, default=16)
     parser.add_argument("--graph_channels", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seasonal_prior", action="store_true",
-                        help="the network corrects a time-of-day profile + decaying anomaly (model.seasonal_prior)")
+    parser.add_argument("--seasonal_prior", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                        help="the network corrects a time-of-day profile + decaying anomaly, as the task's "
+                             "default (model.seasonal_prior); 'false' for the plain network")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--workers", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--sensitivity_targets", type=int, default=12)

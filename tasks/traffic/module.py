@@ -36,13 +36,18 @@ class TrafficForecaster(L.LightningModule):
         dropout: dropout after each block.
         lr: Adam learning rate (cosine-annealed over ``max_epochs``).
         weight_decay: Adam weight decay.
+        seasonal_prior: the network predicts a correction to a time-of-day profile plus a
+            decaying current anomaly (:class:`~tasks.traffic.model.SeasonalBase`, both fitted on
+            the training split, then learned). On Los-loop it lowers the 60-minute MAE from about
+            5.1 to 4.6 mph; without it the network is worse than the time-of-day mean at long
+            horizons (README, Traffic). Needs ``data.time_of_day=true``.
     """
 
     def __init__(self, adjacency_mode: Literal["distance", "all_ones", "adaptive", "semi"] = "semi",
                  n_virtual: int = 10, hidden_channels: int = 32, graph_channels: int = 16, n_blocks: int = 2,
                  kernel_size: int = 3, diffusion_steps: int = 2, embedding_dim: int = 10,
                  prune_threshold: float = 0.1, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 1e-4,
-                 seasonal_prior: bool = False):
+                 seasonal_prior: bool = True):
         super().__init__()
         check_mode(adjacency_mode)
         self.save_hyperparameters()

@@ -37,6 +37,12 @@ def test_unknown_adjacency_mode_is_rejected(capsys):
         TrafficForecaster(adjacency_mode="learned")
 
 
+def test_seasonal_prior_without_time_of_day_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="seasonal_prior needs the time-of-day input channel"):
+        main(["fit", "--trainer.fast_dev_run=1", "--data.time_of_day=false", *TINY])
+
+
 @pytest.fixture
 def small_los_loop(tmp_path) -> Path:
     """The first 400 steps of Los-loop's first 30 sensors, as an .npz in the same format."""
