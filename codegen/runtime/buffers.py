@@ -110,3 +110,23 @@ def allocate(program: KernelProgram, layout: Layout, inputs: list[Tensor], param
             env[buf.name] = (torch.zeros if buf.name in zeroed else torch.empty)(shapes[buf.name], dtype=dtype,
                                                                                  device=device)
     return env
+
+
+class NativeExecutable:
+    """One entry of a compiled native library (``graphcore_<name>``) bound to one graph layout.
+
+    Subclasses give the entry's trailing C argument types (``EXTRA_ARGTYPES``, after the buffer
+    pointers, index pointers and row counts every entry takes) and ``run``.
+    """
+
+    EXTRA_ARGTYPES: tuple = ()
+
+    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str):
+        self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
+        self.entry.restype = ctypes.c_int
+        self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
+                               ctypes.POINTER(ctypes.c_int64), *self.EXTRA_ARGTYPES]
+        self.indices = index_tensors(layout, abi)
+        self.index_ptrs = pointer_array(self.indices)
+        self.rows = rows_array(layout)
+

@@ -16,7 +16,7 @@ from codegen.backends.cpu.legalize import split_scatter
 from codegen.backends.cpu.printer import CpuPrinter
 from codegen.errors import CompileError
 from codegen.ir.kernel import KernelProgram
-from codegen.runtime.buffers import allocate, index_tensors, pointer_array, rows_array
+from codegen.runtime.buffers import NativeExecutable, allocate, pointer_array
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from graphcore.layouts import Layout
@@ -39,18 +39,14 @@ def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str
             for name in legal}
 
 
-class CpuExecutable:
-    """One entry of a compiled CPU library, bound to one graph layout."""
+class CpuExecutable(NativeExecutable):
+    """One entry of a compiled CPU library, bound to one graph layout: ``entry(B, I, rows, threads, seconds)``."""
+
+    EXTRA_ARGTYPES = (ctypes.c_int, ctypes.POINTER(ctypes.c_double))
 
     def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str):
-        self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
-        self.entry.restype = ctypes.c_int
-        self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.POINTER(ctypes.c_double)]
+        super().__init__(program, layout, entry, abi, source)
         self.profile: list[float] | None = None  # set to a list to accumulate per-kernel seconds
-        self.indices = index_tensors(layout, abi)
-        self.index_ptrs = pointer_array(self.indices)
-        self.rows = rows_array(layout)
 
     def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
             ) -> list[Tensor]:

@@ -19,7 +19,7 @@ from codegen.backends.cuda.legalize import split_epilogues
 from codegen.backends.cuda.printer import CudaPrinter
 from codegen.errors import BuildError, CompileError
 from codegen.ir.kernel import KernelProgram
-from codegen.runtime.buffers import allocate, index_tensors, pointer_array, rows_array
+from codegen.runtime.buffers import NativeExecutable, allocate, pointer_array
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from graphcore.layouts import Layout
@@ -84,17 +84,11 @@ def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str
             for name in legal}
 
 
-class CudaExecutable:
-    """One entry of a compiled CUDA library, bound to one graph layout (on the GPU)."""
+class CudaExecutable(NativeExecutable):
+    """One entry of a compiled CUDA library, bound to one graph layout (on the GPU):
+    ``entry(B, I, rows, stream)``."""
 
-    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str):
-        self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
-        self.entry.restype = ctypes.c_int
-        self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p]
-        self.indices = index_tensors(layout, abi)
-        self.index_ptrs = pointer_array(self.indices)
-        self.rows = rows_array(layout)
+    EXTRA_ARGTYPES = (ctypes.c_void_p,)
 
     def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
             ) -> list[Tensor]:
