@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import threading
 
 import torch
 from torch import Tensor
@@ -81,34 +82,65 @@ def share_temporaries(program: KernelProgram, numel: dict[str, int]) -> dict[str
     return slots
 
 
+class Workspace:
+    """The memory of a program's temporaries, allocated once and reused by every call.
+
+    Temporaries never leave a call (outputs do), so an executable keeps them between calls:
+    fresh multi-megabyte allocations would be returned to the system and page-faulted back in,
+    which costs as much as a GEMM on these sizes. Temporaries with disjoint live ranges share a
+    slot (:func:`share_temporaries`); accumulated ones have their own and are zeroed per call.
+    One call at a time: :class:`NativeExecutable` holds a lock around it.
+    """
+
+    def __init__(self, program: KernelProgram, layout: Layout, dtype: torch.dtype, device: torch.device):
+        self.shapes = {b.name: b.shape if b.domain == Domain.SCALAR else (layout.rows(str(b.domain)), *b.shape)
+                       for b in program.buffers}
+        numel = {name: math.prod(shape) for name, shape in self.shapes.items()}
+        self.slots = share_temporaries(program, numel)
+        self.zeroed = sorted(b.name for b in program.buffers if b.role == "temp" and b.name in program.accumulated())
+        capacity: dict[int, int] = {}
+        for name, slot in self.slots.items():
+            capacity[slot] = max(capacity.get(slot, 0), numel[name])
+        self.capacity, self.dtype, self.device = capacity, dtype, device
+        self._storage: dict[object, Tensor] | None = None
+
+    def views(self) -> dict[str, Tensor]:
+        """A tensor per temporary (accumulated ones zeroed)."""
+        if self._storage is None:
+            self._storage = {slot: torch.empty(size, dtype=self.dtype, device=self.device)
+                             for slot, size in self.capacity.items()}
+            self._storage.update({name: torch.empty(self.shapes[name], dtype=self.dtype, device=self.device)
+                                  for name in self.zeroed})
+        env = {name: self._storage[slot][:math.prod(self.shapes[name])].view(self.shapes[name])
+               for name, slot in self.slots.items()}
+        for name in self.zeroed:
+            env[name] = self._storage[name].zero_()
+        return env
+
+
 def allocate(program: KernelProgram, layout: Layout, inputs: list[Tensor], params: list[Tensor],
-             randoms: dict[str, Tensor] | None, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
-    """One contiguous tensor per buffer of ``program``; temporaries with disjoint live ranges
-    share memory (:func:`share_temporaries`), which lowers the peak of backward programs."""
+             randoms: dict[str, Tensor] | None, dtype: torch.dtype, device: torch.device,
+             workspace: Workspace | None = None) -> dict[str, Tensor]:
+    """One contiguous tensor per buffer of ``program``: inputs and parameters as given, graph
+    constants from the layout, temporaries from ``workspace`` (a fresh one if None), new
+    tensors for the outputs (zeroed where kernels accumulate into them)."""
     env: dict[str, Tensor] = {}
     for name, t in (*zip(program.inputs, inputs, strict=True), *zip(program.params, params, strict=True)):
         if t.dtype != dtype or t.device.type != device.type:
             raise CompileError(f"the compiled kernels expect {dtype} tensors on {device}, got {t.dtype} on {t.device}")
         env[name] = t.detach().contiguous()
     env.update({k: v.contiguous() for k, v in (randoms or {}).items()})
+    workspace = workspace or Workspace(program, layout, dtype, device)
+    env.update({k: v for k, v in workspace.views().items() if k not in env})
     zeroed = program.accumulated()
-    shapes = {buf.name: buf.shape if buf.domain == Domain.SCALAR else (layout.rows(str(buf.domain)), *buf.shape)
-              for buf in program.buffers}
-    slots = share_temporaries(program, {name: math.prod(shape) for name, shape in shapes.items()})
-    capacity: dict[int, int] = {}
-    for name, slot in slots.items():
-        capacity[slot] = max(capacity.get(slot, 0), math.prod(shapes[name]))
-    storage = {slot: torch.empty(size, dtype=dtype, device=device) for slot, size in capacity.items()}
     for buf in program.buffers:
         if buf.name in env:
             continue
         if buf.role.startswith("graph:"):
             env[buf.name] = layout.constant(buf.role.split(":", 1)[1]).to(dtype).view(-1, 1).contiguous()
-        elif buf.name in slots:
-            env[buf.name] = storage[slots[buf.name]][:math.prod(shapes[buf.name])].view(shapes[buf.name])
         else:
-            env[buf.name] = (torch.zeros if buf.name in zeroed else torch.empty)(shapes[buf.name], dtype=dtype,
-                                                                                 device=device)
+            env[buf.name] = (torch.zeros if buf.name in zeroed else torch.empty)(workspace.shapes[buf.name],
+                                                                                 dtype=dtype, device=device)
     return env
 
 
@@ -129,4 +161,7 @@ class NativeExecutable:
         self.indices = index_tensors(layout, abi)
         self.index_ptrs = pointer_array(self.indices)
         self.rows = rows_array(layout)
+        self.dtype = torch.float64 if abi.dtype == "float64" else torch.float32
+        self.workspace = Workspace(program, layout, self.dtype, layout.device)
+        self.lock = threading.Lock()  # one call at a time: calls share the workspace
 

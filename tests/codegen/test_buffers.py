@@ -57,3 +57,20 @@ def test_shared_buffers_are_views_of_one_allocation():
     assert all(len(b) == 1 for b in bases.values())
     assert all(env[name].untyped_storage().data_ptr() != env[other].untyped_storage().data_ptr()
                for name in program.accumulated() for other in slots)
+
+
+def test_cpu_executable_reuses_its_workspace_and_never_its_outputs():
+    g = GRAPHS["mixed"]
+    model = layer_zoo(g)["hgt_proj"]
+    compiled = gc.compile(model, backend="cpu")
+    x1, x2 = (torch.randn(g.num_nodes(), model.in_channels, dtype=torch.float64) for _ in range(2))
+    with torch.no_grad():
+        out1 = compiled(g, x1)
+        kept = out1.clone()
+        executable = next(iter(compiled._graphcore_plans[g].values())).forward
+        storage = {k: t.data_ptr() for k, t in executable.workspace.views().items()}
+        out2 = compiled(g, x2)
+        assert {k: t.data_ptr() for k, t in executable.workspace.views().items()} == storage
+        torch.testing.assert_close(out1, kept, rtol=0, atol=0)      # the second call did not write into it
+        torch.testing.assert_close(out2, model(g, x2), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(out1, model(g, x1), rtol=1e-10, atol=1e-12)

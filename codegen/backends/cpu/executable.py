@@ -51,11 +51,11 @@ class CpuExecutable(NativeExecutable):
     def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
             ) -> list[Tensor]:
         prog = self.program
-        dtype = torch.float64 if self.abi.dtype == "float64" else torch.float32
-        env = allocate(prog, self.layout, inputs, params, randoms, dtype, torch.device("cpu"))
-        pointers = pointer_array([env[n] for n in self.abi.buffers])
         seconds = (ctypes.c_double * len(prog.kernels))() if self.profile is not None else None
-        status = self.entry(pointers, self.index_ptrs, self.rows, torch.get_num_threads(), seconds)
+        with self.lock:
+            env = allocate(prog, self.layout, inputs, params, randoms, self.dtype, torch.device("cpu"), self.workspace)
+            pointers = pointer_array([env[n] for n in self.abi.buffers])
+            status = self.entry(pointers, self.index_ptrs, self.rows, torch.get_num_threads(), seconds)
         if seconds is not None:
             if not self.profile:
                 self.profile.extend([0.0] * len(prog.kernels))

@@ -93,10 +93,11 @@ class CudaExecutable(NativeExecutable):
     def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
             ) -> list[Tensor]:
         prog = self.program
-        dtype = torch.float64 if self.abi.dtype == "float64" else torch.float32
-        env = allocate(prog, self.layout, inputs, params, randoms, dtype, self.layout.device)
-        pointers = pointer_array([env[n] for n in self.abi.buffers])
-        status = self.entry(pointers, self.index_ptrs, self.rows, torch.cuda.current_stream(self.layout.device).cuda_stream)
+        with self.lock:
+            env = allocate(prog, self.layout, inputs, params, randoms, self.dtype, self.layout.device, self.workspace)
+            pointers = pointer_array([env[n] for n in self.abi.buffers])
+            status = self.entry(pointers, self.index_ptrs, self.rows,
+                                torch.cuda.current_stream(self.layout.device).cuda_stream)
         if status != 0:
             raise CompileError(f"CUDA kernels failed with cudaError {status}")
         return [env[name] for name in prog.outputs]
