@@ -82,39 +82,60 @@ def share_temporaries(program: KernelProgram, numel: dict[str, int]) -> dict[str
     return slots
 
 
-class Workspace:
-    """The memory of a program's temporaries, allocated once and reused by every call.
+class WorkspacePool:
+    """Byte buffers that the programs of one compiled module (forward, backward) take their
+    temporaries from, kept between calls.
 
-    Temporaries never leave a call (outputs do), so an executable keeps them between calls:
-    fresh multi-megabyte allocations would be returned to the system and page-faulted back in,
-    which costs as much as a GEMM on these sizes. Temporaries with disjoint live ranges share a
-    slot (:func:`share_temporaries`); accumulated ones have their own and are zeroed per call.
-    One call at a time: :class:`NativeExecutable` holds a lock around it.
+    Temporaries never leave a call (outputs do), so they need not be allocated per call: fresh
+    multi-megabyte allocations are returned to the system and page-faulted back in, which costs
+    as much as a GEMM on these sizes. The forward's temporaries are dead when the backward runs,
+    so both programs use the same buffers: the pool holds the larger of the two, not the sum.
+    Calls take :attr:`lock` (one program of the module runs at a time).
     """
 
-    def __init__(self, program: KernelProgram, layout: Layout, dtype: torch.dtype, device: torch.device):
+    def __init__(self, device: torch.device):
+        self.device, self.lock, self.buffers = device, threading.Lock(), []
+
+    def take(self, nbytes: list[int]) -> list[Tensor]:
+        """Byte tensors of the given sizes (buffer ``i`` of the pool for the ``i``-th size)."""
+        for i, size in enumerate(nbytes):
+            if i == len(self.buffers):
+                self.buffers.append(torch.empty(0, dtype=torch.uint8, device=self.device))
+            if self.buffers[i].numel() < size:
+                self.buffers[i] = torch.empty(size, dtype=torch.uint8, device=self.device)
+        return [self.buffers[i][:size] for i, size in enumerate(nbytes)]
+
+
+class Workspace:
+    """Where each temporary of a program lives: slots of :func:`share_temporaries` (temporaries
+    with disjoint live ranges share one), accumulated temporaries in slots of their own (zeroed
+    per call), all taken from a :class:`WorkspacePool`."""
+
+    def __init__(self, program: KernelProgram, layout: Layout, dtype: torch.dtype, pool: WorkspacePool):
         self.shapes = {b.name: b.shape if b.domain == Domain.SCALAR else (layout.rows(str(b.domain)), *b.shape)
                        for b in program.buffers}
         numel = {name: math.prod(shape) for name, shape in self.shapes.items()}
-        self.slots = share_temporaries(program, numel)
-        self.zeroed = sorted(b.name for b in program.buffers if b.role == "temp" and b.name in program.accumulated())
-        capacity: dict[int, int] = {}
-        for name, slot in self.slots.items():
+        slots = share_temporaries(program, numel)
+        zeroed = sorted(b.name for b in program.buffers if b.role == "temp" and b.name in program.accumulated())
+        capacity: dict[object, int] = {}
+        for name, slot in slots.items():
             capacity[slot] = max(capacity.get(slot, 0), numel[name])
-        self.capacity, self.dtype, self.device = capacity, dtype, device
-        self._storage: dict[object, Tensor] | None = None
+        capacity.update({name: numel[name] for name in zeroed})
+        order = sorted(capacity, key=lambda slot: -capacity[slot])  # largest first: pools line up
+        self.index = {slot: i for i, slot in enumerate(order)}
+        self.nbytes = [capacity[slot] * dtype.itemsize for slot in order]
+        self.slots = {**slots, **{name: name for name in zeroed}}
+        self.zeroed, self.dtype, self.pool = zeroed, dtype, pool
 
     def views(self) -> dict[str, Tensor]:
-        """A tensor per temporary (accumulated ones zeroed)."""
-        if self._storage is None:
-            self._storage = {slot: torch.empty(size, dtype=self.dtype, device=self.device)
-                             for slot, size in self.capacity.items()}
-            self._storage.update({name: torch.empty(self.shapes[name], dtype=self.dtype, device=self.device)
-                                  for name in self.zeroed})
-        env = {name: self._storage[slot][:math.prod(self.shapes[name])].view(self.shapes[name])
-               for name, slot in self.slots.items()}
+        """A tensor per temporary (accumulated ones zeroed); hold ``pool.lock`` while they are used."""
+        storage = self.pool.take(self.nbytes)
+        env = {}
+        for name, slot in self.slots.items():
+            size = math.prod(self.shapes[name])
+            env[name] = storage[self.index[slot]].view(self.dtype)[:size].view(self.shapes[name])
         for name in self.zeroed:
-            env[name] = self._storage[name].zero_()
+            env[name].zero_()
         return env
 
 
@@ -130,7 +151,7 @@ def allocate(program: KernelProgram, layout: Layout, inputs: list[Tensor], param
             raise CompileError(f"the compiled kernels expect {dtype} tensors on {device}, got {t.dtype} on {t.device}")
         env[name] = t.detach().contiguous()
     env.update({k: v.contiguous() for k, v in (randoms or {}).items()})
-    workspace = workspace or Workspace(program, layout, dtype, device)
+    workspace = workspace or Workspace(program, layout, dtype, WorkspacePool(device))
     env.update({k: v for k, v in workspace.views().items() if k not in env})
     zeroed = program.accumulated()
     for buf in program.buffers:
@@ -153,7 +174,8 @@ class NativeExecutable:
 
     EXTRA_ARGTYPES: tuple = ()
 
-    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str):
+    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str,
+                 pool: WorkspacePool | None = None):
         self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
@@ -162,6 +184,7 @@ class NativeExecutable:
         self.index_ptrs = pointer_array(self.indices)
         self.rows = rows_array(layout)
         self.dtype = torch.float64 if abi.dtype == "float64" else torch.float32
-        self.workspace = Workspace(program, layout, self.dtype, layout.device)
-        self.lock = threading.Lock()  # one call at a time: calls share the workspace
+        pool = pool or WorkspacePool(layout.device)
+        self.workspace = Workspace(program, layout, self.dtype, pool)
+        self.lock = pool.lock  # one call at a time among the programs sharing the pool
 

@@ -74,3 +74,20 @@ def test_cpu_executable_reuses_its_workspace_and_never_its_outputs():
         torch.testing.assert_close(out1, kept, rtol=0, atol=0)      # the second call did not write into it
         torch.testing.assert_close(out2, model(g, x2), rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(out1, model(g, x1), rtol=1e-10, atol=1e-12)
+
+
+def test_forward_and_backward_take_temporaries_from_one_pool():
+    """The forward's temporaries are dead when the backward runs: one pool, the larger size."""
+    g = GRAPHS["mixed"]
+    model = layer_zoo(g)["hgt_proj"]
+    compiled = gc.compile(model, backend="cpu")
+    x = torch.randn(g.num_nodes(), model.in_channels, dtype=torch.float64, requires_grad=True)
+    compiled(g, x).sum().backward()
+    runner = next(iter(compiled._graphcore_plans[g].values()))
+    forward, backward = runner.forward.workspace, runner.backward.workspace
+    assert forward.pool is backward.pool and runner.forward.lock is runner.backward.lock
+    pooled = [b.numel() for b in forward.pool.buffers]
+    assert len(pooled) == max(len(forward.nbytes), len(backward.nbytes))
+    assert all(size >= max(f, b) for size, f, b in zip(pooled, forward.nbytes + [0] * len(pooled),
+                                                         backward.nbytes + [0] * len(pooled)))
+    assert sum(pooled) < sum(forward.nbytes) + sum(backward.nbytes)

@@ -16,7 +16,7 @@ from codegen.backends.cpu.legalize import split_scatter
 from codegen.backends.cpu.printer import CpuPrinter
 from codegen.errors import CompileError
 from codegen.ir.kernel import KernelProgram
-from codegen.runtime.buffers import NativeExecutable, allocate, pointer_array
+from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate, pointer_array
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from graphcore.layouts import Layout
@@ -35,7 +35,8 @@ def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str
     legal = {name: split_scatter(p) for name, p in programs.items()}
     source, abis = print_module(CpuPrinter, legal)
     lib = load_library(source, toolchain(), ABI_VERSION)
-    return {name: CpuExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source)
+    pool = WorkspacePool(layout.device)  # forward and backward temporaries never live at once
+    return {name: CpuExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
             for name in legal}
 
 
@@ -44,8 +45,9 @@ class CpuExecutable(NativeExecutable):
 
     EXTRA_ARGTYPES = (ctypes.c_int, ctypes.POINTER(ctypes.c_double))
 
-    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str):
-        super().__init__(program, layout, entry, abi, source)
+    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str,
+                 pool: WorkspacePool | None = None):
+        super().__init__(program, layout, entry, abi, source, pool)
         self.profile: list[float] | None = None  # set to a list to accumulate per-kernel seconds
 
     def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None

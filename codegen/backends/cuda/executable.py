@@ -19,7 +19,7 @@ from codegen.backends.cuda.legalize import split_epilogues
 from codegen.backends.cuda.printer import CudaPrinter
 from codegen.errors import BuildError, CompileError
 from codegen.ir.kernel import KernelProgram
-from codegen.runtime.buffers import NativeExecutable, allocate, pointer_array
+from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate, pointer_array
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from graphcore.layouts import Layout
@@ -80,7 +80,8 @@ def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str
         raise CompileError("backend='cuda' needs a CUDA device; use backend='cpu' or 'torch'")
     source, abis, legal = module_source(programs)
     lib = load_library(source, toolchain(_arch()), ABI_VERSION)
-    return {name: CudaExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source)
+    pool = WorkspacePool(layout.device)  # forward and backward temporaries never live at once
+    return {name: CudaExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
             for name in legal}
 
 
