@@ -166,6 +166,14 @@ def draw(results: list[dict], floors: dict, minutes: np.ndarray, args) -> list[P
     return written
 
 
+def true_or_false(text: str) -> bool:
+    """``true``/``false`` (also yes/no, 1/0); anything else is an error, never a silent False."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_data = SHARED_LOS_LOOP if SHARED_LOS_LOOP.is_file() else LOS_LOOP
@@ -177,7 +185,7 @@ def parse_args(argv=None):
     parser.add_argument("--hidden_channels", type=int, default=16)
     parser.add_argument("--graph_channels", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seasonal_prior", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+    parser.add_argument("--seasonal_prior", type=true_or_false, default=True,
                         help="the network corrects a time-of-day profile + decaying anomaly, as the task's "
                              "default (model.seasonal_prior); 'false' for the plain network")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")

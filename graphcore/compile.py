@@ -23,6 +23,7 @@ from codegen.errors import CompileError
 from codegen.passes.context import GraphStats
 from codegen.passes.pipeline import OPTIONAL, Plan, build_plan
 from codegen.runtime.autograd import PlanRunner
+from codegen.runtime.buffers import WorkspacePool
 from graphcore.graph import HeteroGraph
 from graphcore.trace import trace
 
@@ -81,12 +82,14 @@ class CompiledMixin:
             traced, names = trace(original, g, inputs)
             dump = options["dump_dir"]
             if dump is not None:
-                dump = Path(dump) / f"plan{len(per_graph)}_{'train' if train else 'infer'}"
+                dump = _fresh_folder(Path(dump), f"{type(original).__name__}_plan{{}}_{'train' if train else 'infer'}")
             plan = build_plan(traced, GraphStats.from_layout(g.layout), train=train,
                               grad_inputs=grad_inputs if train else tuple(False for _ in inputs),
                               passes=options["passes"], dump_dir=dump)
             backend = backends.resolve(options["backend"], inputs[0].device.type)
-            per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names)
+            # plans of one compiled model run one at a time: they share one pool of temporaries
+            pool = self._graphcore_pools.setdefault(str(inputs[0].device), WorkspacePool(inputs[0].device))
+            per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names, pool)
             source = getattr(per_graph[key].forward, "source", None)  # native backends: one translation unit
             if dump is not None and source is not None:
                 (dump / ("module.cu" if backend == "cuda" else "module.cpp")).write_text(source)
@@ -102,6 +105,15 @@ class CompiledMixin:
             text = explain_plan(self._graphcore_last[1])
         print(text, file=file)
         return text
+
+
+def _fresh_folder(root: Path, pattern: str) -> Path:
+    """``root / pattern.format(n)`` for the first ``n`` not taken yet: dumps of several graphs,
+    models or runs into one folder never overwrite each other."""
+    n = 0
+    while (root / pattern.format(n)).exists():
+        n += 1
+    return root / pattern.format(n)
 
 
 def explain_plan(plan: Plan) -> str:
@@ -157,7 +169,8 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
     compiled.__dict__.update(model.__dict__)  # same _parameters/_modules/_buffers dicts: shared tensors
     compiled.__dict__.update(_graphcore_original=None, _graphcore_options=dict(
         backend=backend, passes=passes, dump_dir=dump_dir, fallback=fallback),
-        _graphcore_plans=weakref.WeakKeyDictionary(), _graphcore_last=None, _graphcore_eager=False)
+        _graphcore_plans=weakref.WeakKeyDictionary(), _graphcore_pools={}, _graphcore_last=None,
+        _graphcore_eager=False)
     object.__setattr__(compiled, "_graphcore_original", model)
     return compiled
 

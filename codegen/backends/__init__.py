@@ -22,9 +22,10 @@ class Executable(Protocol):
 BACKENDS = ("torch", "cpu", "cuda")
 
 
-def build(backend: str, programs: dict[str, KernelProgram], layout: Layout) -> dict[str, Executable]:
+def build(backend: str, programs: dict[str, KernelProgram], layout: Layout, pool=None) -> dict[str, Executable]:
     """Build a model's programs (``forward``, maybe ``backward``) for ``layout``; native backends
-    compile them as one translation unit."""
+    compile them as one translation unit and take their temporaries from ``pool`` (a
+    :class:`~codegen.runtime.buffers.WorkspacePool`; one of their own if None)."""
     if backend == "torch":
         from codegen.backends.torch.executor import TorchExecutable
 
@@ -32,11 +33,11 @@ def build(backend: str, programs: dict[str, KernelProgram], layout: Layout) -> d
     if backend == "cpu":
         from codegen.backends.cpu.executable import build_module
 
-        return build_module(programs, layout)
+        return build_module(programs, layout, pool)
     if backend == "cuda":
         from codegen.backends.cuda.executable import build_module as build_cuda
 
-        return build_cuda(programs, layout)
+        return build_cuda(programs, layout, pool)
     raise CompileError(f"unknown backend {backend!r}; available: {list(BACKENDS)}")
 
 

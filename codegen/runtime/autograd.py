@@ -20,12 +20,12 @@ class PlanRunner:
     """A :class:`Plan` built for one graph with one backend."""
 
     def __init__(self, plan: Plan, layout: Layout, backend: str, grad_inputs: tuple[bool, ...], num_outputs: int,
-                 param_names: list[str]):
+                 param_names: list[str], pool=None):
         self.plan, self.layout, self.param_names = plan, layout, param_names
         programs = {"forward": plan.forward}
         if plan.backward is not None:
             programs["backward"] = plan.backward
-        built = backends.build(backend, programs, layout)
+        built = backends.build(backend, programs, layout, pool)
         self.forward, self.backward = built["forward"], built.get("backward")
         self.grad_inputs, self.num_outputs = grad_inputs, num_outputs
 

@@ -89,12 +89,15 @@ class WorkspacePool:
     Temporaries never leave a call (outputs do), so they need not be allocated per call: fresh
     multi-megabyte allocations are returned to the system and page-faulted back in, which costs
     as much as a GEMM on these sizes. The forward's temporaries are dead when the backward runs,
-    so both programs use the same buffers: the pool holds the larger of the two, not the sum.
-    Calls take :attr:`lock` (one program of the module runs at a time).
+    so both programs (and every plan of one compiled model) use the same buffers: buffer ``i``
+    holds the largest ``i``-th slot among them, not the sum. Calls take :attr:`lock` (one program
+    runs at a time); on a GPU, where kernels run asynchronously, ``last_use`` is the event after
+    the latest call's kernels, which the next call's stream waits for.
     """
 
     def __init__(self, device: torch.device):
-        self.device, self.lock, self.buffers = device, threading.Lock(), []
+        self.device, self.lock, self.buffers = torch.device(device), threading.Lock(), []
+        self.last_use = None
 
     def take(self, nbytes: list[int]) -> list[Tensor]:
         """Byte tensors of the given sizes (buffer ``i`` of the pool for the ``i``-th size)."""

@@ -182,7 +182,16 @@ def test_dump_dir_from_the_environment(tmp_path, monkeypatch):
     g = GRAPHS["mixed"]
     with torch.no_grad():
         gc.compile(gc.nn.RGCN(3, 2, g.num_relations), backend="torch")(g, torch.randn(g.num_nodes(), 3))
-    assert (tmp_path / "plan0_infer" / "00_traced.txt").is_file()
+    assert (tmp_path / "RGCN_plan0_infer" / "00_traced.txt").is_file()
+
+
+def test_dumps_of_two_graphs_and_two_models_do_not_overwrite_each_other(tmp_path):
+    for name in ("mixed", "one_relation"):
+        g = GRAPHS[name]
+        for model in (gc.nn.RGCN(3, 2, g.num_relations), gc.nn.RGCN(3, 2, g.num_relations)):
+            with torch.no_grad():
+                gc.compile(model, backend="torch", dump_dir=tmp_path)(g, torch.randn(g.num_nodes(), 3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"RGCN_plan{i}_infer" for i in range(4)]
 
 
 def test_dump_dir_and_explain(tmp_path):
@@ -191,12 +200,12 @@ def test_dump_dir_and_explain(tmp_path):
     compiled = gc.compile(model, dump_dir=tmp_path, backend="cpu")
     assert "not compiled yet" in compiled.explain()
     compiled(g, torch.randn(g.num_nodes(), 6, requires_grad=True)).sum().backward()
-    files = sorted(p.name for p in (tmp_path / "plan0_train").iterdir())
+    files = sorted(p.name for p in (tmp_path / "RGAT_plan0_train").iterdir())
     assert files[0] == "00_traced.txt" and any("after_reorder" in f for f in files)
     assert any(f.endswith("backward_kernels.txt") for f in files)
-    kernels = (tmp_path / "plan0_train" / next(f for f in files if f.endswith("forward_kernels.txt"))).read_text()
+    kernels = (tmp_path / "RGAT_plan0_train" / next(f for f in files if f.endswith("forward_kernels.txt"))).read_text()
     assert "GemmSpec" in kernels and "TraversalSpec" in kernels and "group_by=dst" in kernels
-    source = (tmp_path / "plan0_train" / "module.cpp").read_text()
+    source = (tmp_path / "RGAT_plan0_train" / "module.cpp").read_text()
     assert "graphcore_forward" in source and "graphcore_backward" in source
     text = compiled.explain()
     assert "|E|/|U_src|" in text and "[reorder] folded" in text and "[compact]" in text and "[fuse]" in text

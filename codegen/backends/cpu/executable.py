@@ -30,12 +30,13 @@ def toolchain() -> Toolchain:
     return Toolchain("g++", FLAGS, headers=(PRELUDE_DIR / "prelude.h",))
 
 
-def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str, CpuExecutable]:
+def build_module(programs: dict[str, KernelProgram], layout: Layout,
+                 pool: WorkspacePool | None = None) -> dict[str, CpuExecutable]:
     """Compile a model's programs (forward, backward) as one library; one executable each."""
     legal = {name: split_scatter(p) for name, p in programs.items()}
     source, abis = print_module(CpuPrinter, legal)
     lib = load_library(source, toolchain(), ABI_VERSION)
-    pool = WorkspacePool(layout.device)  # forward and backward temporaries never live at once
+    pool = pool or WorkspacePool(layout.device)  # forward and backward temporaries never live at once
     return {name: CpuExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
             for name in legal}
 

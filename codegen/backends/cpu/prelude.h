@@ -75,12 +75,13 @@ static inline void gc_gemm_rows(int mr, const T* const* a, const T* w, int64_t K
 }
 
 // Weight-gradient tile of the outer-product template: acc[q, j] = sum_r a[r][k0 + q] * b[r][j0 + j]
-// over the rows r < count of one segment (each element summed in row order, so the result does not
-// depend on the thread count), stored at (k0, j0) of a row-major [K, N] weight, or of its [N, K]
-// transpose. Full KR x NR tiles keep their accumulators in vector registers.
+// over the rows r < count of one chunk of a segment (each element summed in row order, so the
+// result does not depend on the thread count), stored (or, for later chunks, added) at (k0, j0) of
+// a row-major [K, N] weight, or of its [N, K] transpose. Full KR x NR tiles keep their
+// accumulators in vector registers.
 template <typename T, int KR, int NR>
 static inline void gc_outer_full(int64_t count, const T* const* a, const T* const* b, int64_t k0, int64_t j0,
-                                 T* out, int64_t K, int64_t N, bool transposed) {
+                                 T* out, int64_t K, int64_t N, bool transposed, bool add) {
   T acc[KR][NR];
   for (int q = 0; q < KR; ++q)
     for (int j = 0; j < NR; ++j) acc[q][j] = T(0);
@@ -95,12 +96,15 @@ static inline void gc_outer_full(int64_t count, const T* const* a, const T* cons
     }
   }
   for (int q = 0; q < KR; ++q)
-    for (int j = 0; j < NR; ++j) (transposed ? out[(j0 + j) * K + k0 + q] : out[(k0 + q) * N + j0 + j]) = acc[q][j];
+    for (int j = 0; j < NR; ++j) {
+      T& o = transposed ? out[(j0 + j) * K + k0 + q] : out[(k0 + q) * N + j0 + j];
+      o = add ? o + acc[q][j] : acc[q][j];
+    }
 }
 
 template <typename T>
 static inline void gc_outer_edge(int64_t count, const T* const* a, const T* const* b, int64_t k0, int kr, int64_t j0,
-                                 int nr, T* out, int64_t K, int64_t N, bool transposed) {
+                                 int nr, T* out, int64_t K, int64_t N, bool transposed, bool add) {
   for (int q = 0; q < kr; ++q) {
     std::vector<T> row(nr, T(0));
     for (int64_t r = 0; r < count; ++r) {
@@ -109,22 +113,26 @@ static inline void gc_outer_edge(int64_t count, const T* const* a, const T* cons
 #pragma omp simd
       for (int j = 0; j < nr; ++j) row[j] += av * br[j];
     }
-    for (int j = 0; j < nr; ++j) (transposed ? out[(j0 + j) * K + k0 + q] : out[(k0 + q) * N + j0 + j]) = row[j];
+    for (int j = 0; j < nr; ++j) {
+      T& o = transposed ? out[(j0 + j) * K + k0 + q] : out[(k0 + q) * N + j0 + j];
+      o = add ? o + row[j] : row[j];
+    }
   }
 }
 
-// The [K, N] weight gradient of one segment: register tiles of KR x NR, edge tiles by the plain loop.
+// Rows k0..k1 of the [K, N] weight gradient over one chunk of a segment's rows (``add``: add to
+// what earlier chunks stored): register tiles of KR x NR, edge tiles by the plain loop.
 template <typename T>
 static inline void gc_outer(int64_t count, const T* const* a, const T* const* b, int64_t k0, int64_t k1,
-                            T* out, int64_t K, int64_t N, bool transposed) {
+                            T* out, int64_t K, int64_t N, bool transposed, bool add) {
   constexpr int KR = 4;
   constexpr int NR = 128 / (int)sizeof(T);
   int64_t kq = k0;
   for (; kq + KR <= k1; kq += KR) {
     int64_t j0 = 0;
-    for (; j0 + NR <= N; j0 += NR) gc_outer_full<T, KR, NR>(count, a, b, kq, j0, out, K, N, transposed);
-    if (j0 < N) gc_outer_edge<T>(count, a, b, kq, KR, j0, (int)(N - j0), out, K, N, transposed);
+    for (; j0 + NR <= N; j0 += NR) gc_outer_full<T, KR, NR>(count, a, b, kq, j0, out, K, N, transposed, add);
+    if (j0 < N) gc_outer_edge<T>(count, a, b, kq, KR, j0, (int)(N - j0), out, K, N, transposed, add);
   }
-  if (kq < k1) gc_outer_edge<T>(count, a, b, kq, (int)(k1 - kq), 0, (int)N, out, K, N, transposed);
+  if (kq < k1) gc_outer_edge<T>(count, a, b, kq, (int)(k1 - kq), 0, (int)N, out, K, N, transposed, add);
 }
 

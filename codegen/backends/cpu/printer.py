@@ -4,8 +4,8 @@ GEMM ``mm``: rows in blocks of 48, each block split at segment boundaries (the s
 block's first row by binary search over the pointer), six rows at a time through the
 register-blocked micro-kernel of ``prelude.h``; then the epilogue runs per row and the row is
 stored. ``outer``: one task per (type, head, 16 rows of the weight), each summing its rows in
-order through the register tiles of ``gc_outer`` (prelude), so results do not depend on the
-thread count. Traversals: one OpenMP iteration per row
+order, 256 rows at a time, through the register tiles of ``gc_outer`` (prelude), so results do
+not depend on the thread count. Traversals: one OpenMP iteration per row
 or per group; a group's members are visited in CSR order. The entry adds each kernel's wall time
 to ``seconds[i]`` when given an array (profiling; ``NULL`` otherwise).
 """
@@ -17,6 +17,7 @@ from codegen.ir.kernel import GemmSpec, TraversalSpec
 
 ROW_BLOCK = 48  # rows per OpenMP task of the GEMM template (a multiple of the micro-kernel's 6)
 OUTER_BLOCK = 16  # weight rows per task of the outer-product template
+OUTER_CHUNK = 256  # segment rows whose pointers a task gathers at a time (on its stack)
 
 
 class CpuPrinter(CFamilyPrinter):
@@ -138,12 +139,17 @@ class CpuPrinter(CFamilyPrinter):
             w.line(f"const int64_t k0 = (task % {blocks}) * {OUTER_BLOCK}, "
                    f"k1 = std::min<int64_t>(k0 + {OUTER_BLOCK}, {kk});")
             w.line(f"const int64_t r0 = {f'{seg}[t]' if seg else '0'}, r1 = {f'{seg}[t + 1]' if seg else 'M'};")
-            w.line("std::vector<const real*> ar(r1 - r0), br(r1 - r0);")
-            with w.block("for (int64_t i = r0; i < r1; ++i)"):
-                w.line(f"ar[i - r0] = {a} + (int64_t)({self.address(k.a, 'i')}) * {h * kk} + hh * {kk};")
-                w.line(f"br[i - r0] = {b} + (int64_t)({self.address(k.b, 'i')}) * {h * n} + hh * {n};")
-            w.line(f"gc_outer<real>(r1 - r0, ar.data(), br.data(), k0, k1, {c} + (t * {h} + hh) * {kk * n}, "
-                   f"{kk}, {n}, {'true' if k.transpose_b else 'false'});")
+            w.line(f"const real* ar[{OUTER_CHUNK}];")
+            w.line(f"const real* br[{OUTER_CHUNK}];")
+            w.line("int64_t c0 = r0;")
+            with w.block("do", close="} while (c0 < r1);"):  # at least once: an empty segment stores zeros
+                w.line(f"const int64_t c1 = std::min<int64_t>(c0 + {OUTER_CHUNK}, r1);")
+                with w.block("for (int64_t i = c0; i < c1; ++i)"):
+                    w.line(f"ar[i - c0] = {a} + (int64_t)({self.address(k.a, 'i')}) * {h * kk} + hh * {kk};")
+                    w.line(f"br[i - c0] = {b} + (int64_t)({self.address(k.b, 'i')}) * {h * n} + hh * {n};")
+                w.line(f"gc_outer<real>(c1 - c0, ar, br, k0, k1, {c} + (t * {h} + hh) * {kk * n}, {kk}, {n}, "
+                       f"{'true' if k.transpose_b else 'false'}, c0 > r0);")
+                w.line("c0 = c1;")
 
     def gemm_dense(self, w: CodeWriter, k: GemmSpec) -> None:
         a, b, c = (self.use_buffer(x.buffer) for x in (k.a, k.b, k.c))

@@ -75,12 +75,13 @@ def _arch() -> str:
     return f"sm_{major}{minor}"
 
 
-def build_module(programs: dict[str, KernelProgram], layout: Layout) -> dict[str, CudaExecutable]:
+def build_module(programs: dict[str, KernelProgram], layout: Layout,
+                 pool: WorkspacePool | None = None) -> dict[str, CudaExecutable]:
     if not torch.cuda.is_available():
         raise CompileError("backend='cuda' needs a CUDA device; use backend='cpu' or 'torch'")
     source, abis, legal = module_source(programs)
     lib = load_library(source, toolchain(_arch()), ABI_VERSION)
-    pool = WorkspacePool(layout.device)  # forward and backward temporaries never live at once
+    pool = pool or WorkspacePool(layout.device)  # forward and backward temporaries never live at once
     return {name: CudaExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
             for name in legal}
 
@@ -94,11 +95,20 @@ class CudaExecutable(NativeExecutable):
     def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
             ) -> list[Tensor]:
         prog = self.program
+        stream = torch.cuda.current_stream(self.layout.device)
+        pool = self.workspace.pool
         with self.lock:
+            # kernels run asynchronously: a call on another stream must not touch the pool
+            # before the previous call's kernels are done with it
+            if pool.last_use is not None:
+                stream.wait_event(pool.last_use)
             env = allocate(prog, self.layout, inputs, params, randoms, self.dtype, self.layout.device, self.workspace)
+            for buffer in pool.buffers:  # the caching allocator must not hand them out under us
+                buffer.record_stream(stream)
             pointers = pointer_array([env[n] for n in self.abi.buffers])
-            status = self.entry(pointers, self.index_ptrs, self.rows,
-                                torch.cuda.current_stream(self.layout.device).cuda_stream)
+            status = self.entry(pointers, self.index_ptrs, self.rows, stream.cuda_stream)
+            pool.last_use = torch.cuda.Event()
+            pool.last_use.record(stream)
         if status != 0:
             raise CompileError(f"CUDA kernels failed with cudaError {status}")
         return [env[name] for name in prog.outputs]

@@ -18,6 +18,7 @@ def test_compact_gemm_results_are_recomputed_not_saved(layer_name):
     out = compiled(g, x)
     out.sum().backward()
     plan = next(iter(compiled._graphcore_plans[g].values())).plan
+    assert "[compact]" in compiled.explain()  # there are compact GEMM results to keep or recompute
     saved = plan.forward.outputs[1:]
     domains = {plan.forward.buffer(name).domain for name in saved}
     assert plan.num_saved == len(saved) > 0
