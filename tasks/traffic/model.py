@@ -109,7 +109,9 @@ class SeasonalBase(nn.Module):
     time-of-day means), :math:`s(\cdot)` the time-of-day slot, :math:`x_t` the last input reading
     and :math:`\phi_h` a learnable per-step decay of the current anomaly (initialised by least
     squares on training windows). :math:`\phi = 1` is persistence plus the profile's change,
-    :math:`\phi = 0` the time-of-day mean. All values are in scaled units.
+    :math:`\phi = 0` the time-of-day mean. All values are in scaled units; a missing last
+    reading (exactly 0 after scaling, see :class:`~tasks.traffic.data.TrafficDataModule`)
+    contributes no anomaly.
 
     Args:
         profile: ``[slots, N]`` initial profile.
@@ -129,7 +131,10 @@ class SeasonalBase(nn.Module):
         per_day, horizon = self.profile.shape[0], self.decay.shape[0]
         last = torch.round(x[:, -1, 0, 1] * per_day).long() % per_day          # [B] slot of the last input
         targets = (last[:, None] + 1 + torch.arange(horizon, device=x.device)) % per_day
-        anomaly = x[:, -1, :, 0] - self.profile[last]                           # [B, N]
+        reading = x[:, -1, :, 0]
+        # a missing reading arrives as exactly 0 (the training mean): no anomaly is known, so the
+        # base falls back to the profile, as the decay fit (which skips missing readings) assumes
+        anomaly = torch.where(reading == 0, torch.zeros_like(reading), reading - self.profile[last])  # [B, N]
         return self.profile[targets] + self.decay[None, :, None] * anomaly[:, None, :]
 
 

@@ -139,6 +139,16 @@ def test_seasonal_base_is_profile_plus_decaying_anomaly():
     torch.testing.assert_close(base(x)[0], expected)
 
 
+def test_seasonal_base_ignores_a_missing_last_reading():
+    profile = torch.arange(8 * 2, dtype=torch.float32).reshape(8, 2) + 1
+    base = SeasonalBase(profile, torch.tensor([1.0, 0.5]))
+    x = torch.zeros(1, 4, 2, 2)
+    x[0, -1, 1, 0] = 30.0                            # sensor 0's last reading is missing (0 after scaling)
+    out = base(x)[0]                                 # slot 0: targets are slots 1, 2
+    torch.testing.assert_close(out[:, 0], profile[1:3, 0])
+    torch.testing.assert_close(out[:, 1], profile[1:3, 1] + torch.tensor([1.0, 0.5]) * (30.0 - profile[0, 1]))
+
+
 def test_with_seasonal_base_the_network_learns_a_correction():
     torch.manual_seed(0)
     profile = torch.randn(6, N)
