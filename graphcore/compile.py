@@ -88,8 +88,11 @@ class CompiledMixin:
                               passes=options["passes"], dump_dir=dump)
             backend = backends.resolve(options["backend"], inputs[0].device.type)
             # plans of one compiled model run one at a time: they share one pool of temporaries
-            pool = self._graphcore_pools.setdefault(str(inputs[0].device), WorkspacePool(inputs[0].device))
-            per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names, pool)
+            device = str(inputs[0].device)
+            if device not in self._graphcore_pools:
+                self._graphcore_pools[device] = WorkspacePool(inputs[0].device)
+            per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names,
+                                        self._graphcore_pools[device])
             source = getattr(per_graph[key].forward, "source", None)  # native backends: one translation unit
             if dump is not None and source is not None:
                 (dump / ("module.cu" if backend == "cuda" else "module.cpp")).write_text(source)

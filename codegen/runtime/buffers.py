@@ -1,8 +1,8 @@
 """What a native executable passes to its kernels: index arrays and allocated buffers.
 
 Shared by the CPU and CUDA backends: the graph's index arrays in ABI order, and one tensor per
-buffer (inputs and parameters as given, graph constants from the layout, dropout masks from the
-runtime, ``torch.empty`` for the rest, zeroed where kernels accumulate).
+buffer (inputs and parameters as given, dropout masks from the runtime, temporaries and graph
+constants from a workspace kept between calls, new tensors for the outputs).
 """
 from __future__ import annotations
 
@@ -110,16 +110,20 @@ class WorkspacePool:
 
 
 class Workspace:
-    """Where each temporary of a program lives: slots of :func:`share_temporaries` (temporaries
-    with disjoint live ranges share one), accumulated temporaries in slots of their own (zeroed
-    per call), all taken from a :class:`WorkspacePool`."""
+    """Where each buffer of a program that is not an input, parameter or output comes from, fixed
+    once per program: temporaries in slots of :func:`share_temporaries` (temporaries with disjoint
+    live ranges share one) or, when accumulated, in slots of their own (zeroed per call), all
+    taken from a :class:`WorkspacePool`; graph constants converted to the program's dtype."""
 
     def __init__(self, program: KernelProgram, layout: Layout, dtype: torch.dtype, pool: WorkspacePool):
         self.shapes = {b.name: b.shape if b.domain == Domain.SCALAR else (layout.rows(str(b.domain)), *b.shape)
                        for b in program.buffers}
+        self.accumulated = program.accumulated()
+        self.constants = {b.name: layout.constant(b.role.split(":", 1)[1]).to(dtype).view(-1, 1).contiguous()
+                          for b in program.buffers if b.role.startswith("graph:")}
         numel = {name: math.prod(shape) for name, shape in self.shapes.items()}
         slots = share_temporaries(program, numel)
-        zeroed = sorted(b.name for b in program.buffers if b.role == "temp" and b.name in program.accumulated())
+        zeroed = sorted(b.name for b in program.buffers if b.role == "temp" and b.name in self.accumulated)
         capacity: dict[object, int] = {}
         for name, slot in slots.items():
             capacity[slot] = max(capacity.get(slot, 0), numel[name])
@@ -145,9 +149,9 @@ class Workspace:
 def allocate(program: KernelProgram, layout: Layout, inputs: list[Tensor], params: list[Tensor],
              randoms: dict[str, Tensor] | None, dtype: torch.dtype, device: torch.device,
              workspace: Workspace | None = None) -> dict[str, Tensor]:
-    """One contiguous tensor per buffer of ``program``: inputs and parameters as given, graph
-    constants from the layout, temporaries from ``workspace`` (a fresh one if None), new
-    tensors for the outputs (zeroed where kernels accumulate into them)."""
+    """One contiguous tensor per buffer of ``program``: inputs and parameters as given;
+    temporaries and graph constants from ``workspace`` (a fresh one if None), which fixed them
+    once; new tensors for the outputs (zeroed where kernels accumulate into them)."""
     env: dict[str, Tensor] = {}
     for name, t in (*zip(program.inputs, inputs, strict=True), *zip(program.params, params, strict=True)):
         if t.dtype != dtype or t.device.type != device.type:
@@ -155,16 +159,12 @@ def allocate(program: KernelProgram, layout: Layout, inputs: list[Tensor], param
         env[name] = t.detach().contiguous()
     env.update({k: v.contiguous() for k, v in (randoms or {}).items()})
     workspace = workspace or Workspace(program, layout, dtype, WorkspacePool(device))
-    env.update({k: v for k, v in workspace.views().items() if k not in env})
-    zeroed = program.accumulated()
+    for source in (workspace.views(), workspace.constants):
+        env.update({k: v for k, v in source.items() if k not in env})
     for buf in program.buffers:
-        if buf.name in env:
-            continue
-        if buf.role.startswith("graph:"):
-            env[buf.name] = layout.constant(buf.role.split(":", 1)[1]).to(dtype).view(-1, 1).contiguous()
-        else:
-            env[buf.name] = (torch.zeros if buf.name in zeroed else torch.empty)(workspace.shapes[buf.name],
-                                                                                 dtype=dtype, device=device)
+        if buf.name not in env:
+            alloc = torch.zeros if buf.name in workspace.accumulated else torch.empty
+            env[buf.name] = alloc(workspace.shapes[buf.name], dtype=dtype, device=device)
     return env
 
 

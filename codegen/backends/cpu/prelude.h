@@ -5,8 +5,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <vector>
-
 #include <omp.h>
 
 template <typename T> static inline T gc_relu(T x) { return x > T(0) ? x : T(0); }
@@ -102,11 +100,11 @@ static inline void gc_outer_full(int64_t count, const T* const* a, const T* cons
     }
 }
 
-template <typename T>
+template <typename T, int NR>
 static inline void gc_outer_edge(int64_t count, const T* const* a, const T* const* b, int64_t k0, int kr, int64_t j0,
                                  int nr, T* out, int64_t K, int64_t N, bool transposed, bool add) {
   for (int q = 0; q < kr; ++q) {
-    std::vector<T> row(nr, T(0));
+    T row[NR] = {};  // nr <= NR: gc_outer cuts edge tiles to the register tile's width
     for (int64_t r = 0; r < count; ++r) {
       const T av = a[r][k0 + q];
       const T* br = b[r] + j0;
@@ -127,12 +125,15 @@ static inline void gc_outer(int64_t count, const T* const* a, const T* const* b,
                             T* out, int64_t K, int64_t N, bool transposed, bool add) {
   constexpr int KR = 4;
   constexpr int NR = 128 / (int)sizeof(T);
-  int64_t kq = k0;
-  for (; kq + KR <= k1; kq += KR) {
-    int64_t j0 = 0;
-    for (; j0 + NR <= N; j0 += NR) gc_outer_full<T, KR, NR>(count, a, b, kq, j0, out, K, N, transposed, add);
-    if (j0 < N) gc_outer_edge<T>(count, a, b, kq, KR, j0, (int)(N - j0), out, K, N, transposed, add);
+  for (int64_t kq = k0; kq < k1; kq += KR) {
+    const int kr = (int)std::min<int64_t>(KR, k1 - kq);
+    for (int64_t j0 = 0; j0 < N; j0 += NR) {
+      const int nr = (int)std::min<int64_t>(NR, N - j0);
+      if (kr == KR && nr == NR)
+        gc_outer_full<T, KR, NR>(count, a, b, kq, j0, out, K, N, transposed, add);
+      else
+        gc_outer_edge<T, NR>(count, a, b, kq, kr, j0, nr, out, K, N, transposed, add);
+    }
   }
-  if (kq < k1) gc_outer_edge<T>(count, a, b, kq, (int)(k1 - kq), 0, (int)N, out, K, N, transposed, add);
 }
 
