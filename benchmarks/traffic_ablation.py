@@ -1,8 +1,8 @@
 """Ablation of the traffic forecaster: adjacency mode x virtual nodes x seeds on Los-loop.
 
 Every configuration is trained for a fixed number of epochs in its own forked process (so its
-peak memory is its own), then evaluated on the test split beside the persistence and
-time-of-day-mean floors computed on the same windows. Prints a markdown table (mean ± std over
+peak memory is its own), then evaluated on the test split beside the persistence,
+time-of-day-mean and seasonal-prior floors computed on the same windows. Prints a markdown table (mean ± std over
 seeds), the machine and library versions, and writes a JSON result after every run (``--resume``
 continues an interrupted grid) plus figures.
 
@@ -186,7 +186,7 @@ def parse_args(argv=None):
     parser.add_argument("--graph_channels", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seasonal_prior", type=true_or_false, default=True,
-                        help="the network corrects a time-of-day profile + decaying anomaly, as the task's "
+                        help="the network corrects a weekday/weekend profile + decaying anomaly, as the task's "
                              "default (model.seasonal_prior); 'false' for the plain network")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--workers", type=int, default=1, help="runs trained at once, each in its own process")

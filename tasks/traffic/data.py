@@ -35,8 +35,9 @@ class TrafficDataModule(L.LightningDataModule):
     """Traffic windows for ``python -m tasks.traffic``; defaults read the bundled Los-loop.
 
     Inputs per sensor and step: the z-scored speed (missing readings set to 0, the training
-    mean), then the time of day in [0, 1) and, optionally, a one-hot day of week. The z-score
-    is fitted on the steps that training inputs read, never on validation or test steps.
+    mean), then the time of day in [0, 1) and the day of week / 7 in [0, 1) (Monday = 0; the
+    BasicTS convention). The z-score is fitted on the steps that training inputs read, never on
+    validation or test steps.
 
     Args:
         data_path: ``.npz``, ``.h5`` or ``.csv`` series (see :func:`datasets.traffic.load_traffic`);
@@ -47,8 +48,8 @@ class TrafficDataModule(L.LightningDataModule):
         horizon: predicted steps per window.
         split: train/val/test fractions of the windows, in time order.
         time_of_day: add the time-of-day channel.
-        day_of_week: add 7 one-hot day-of-week channels (off by default: Los-loop's test days,
-            Tuesday and Wednesday, never occur in its training part).
+        day_of_week: add the day-of-week channel (after time of day): the seasonal prior needs it
+            to tell weekdays from weekends.
         batch_size: windows per batch.
         num_workers: DataLoader workers.
     """
@@ -56,7 +57,7 @@ class TrafficDataModule(L.LightningDataModule):
     def __init__(self, data_path: str | None = None, adjacency_path: str | None = None,
                  adjacency_key: str = "adj", input_len: int = 12, horizon: int = 24,
                  split: tuple[float, float, float] = (0.7, 0.1, 0.2), time_of_day: bool = True,
-                 day_of_week: bool = False, batch_size: int = 32, num_workers: int = 0):
+                 day_of_week: bool = True, batch_size: int = 32, num_workers: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.series: TrafficSeries | None = None
@@ -79,7 +80,7 @@ class TrafficDataModule(L.LightningDataModule):
         if hp.time_of_day:
             features.append(time_of_day(series.timestamps)[:, None, None] * steps)
         if hp.day_of_week:
-            features.append(np.eye(7, dtype=np.float32)[day_of_week(series.timestamps)][:, None, :] * steps)
+            features.append((day_of_week(series.timestamps) / 7.0)[:, None, None] * steps)
         self.series, self.windows, self.scaler = series, windows, scaler
         self.inputs = torch.from_numpy(np.concatenate(features, axis=-1).astype(np.float32))
         self.targets = torch.from_numpy(series.speed)
@@ -87,7 +88,7 @@ class TrafficDataModule(L.LightningDataModule):
     @property
     def in_channels(self) -> int:
         """Input features per sensor and step."""
-        return 1 + int(self.hparams.time_of_day) + 7 * int(self.hparams.day_of_week)
+        return 1 + int(self.hparams.time_of_day) + int(self.hparams.day_of_week)
 
     def dataset(self, stage: str) -> WindowDataset:
         """The windows of ``train``, ``val`` or ``test``."""

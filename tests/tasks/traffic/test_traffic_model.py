@@ -128,33 +128,72 @@ def test_diffusion_conv_matches_explicit_powers():
 
 
 def test_seasonal_base_is_profile_plus_decaying_anomaly():
-    per_day, horizon = 8, 3
-    profile = torch.arange(per_day * 2, dtype=torch.float32).reshape(per_day, 2)
-    base = SeasonalBase(profile, torch.tensor([1.0, 0.5, 0.0]))
+    per_day = 8
+    profile = torch.arange(per_day * 2, dtype=torch.float32).reshape(1, per_day, 2)
+    decay = torch.tensor([[1.0, 1.0], [0.5, 0.25], [0.0, 0.0]])         # per step and sensor
+    base = SeasonalBase(profile, decay)
     x = torch.zeros(1, 4, 2, 2)
     x[0, -1, :, 0] = torch.tensor([10.0, 20.0])     # last readings
     x[0, :, :, 1] = 7 / per_day                      # the last input is in slot 7: targets wrap to 0, 1, 2
-    anomaly = torch.tensor([10.0, 20.0]) - profile[7]
-    expected = torch.stack([profile[0] + anomaly, profile[1] + 0.5 * anomaly, profile[2]])
+    anomaly = torch.tensor([10.0, 20.0]) - profile[0, 7]
+    expected = torch.stack([profile[0, 0] + anomaly, profile[0, 1] + decay[1] * anomaly, profile[0, 2]])
     torch.testing.assert_close(base(x)[0], expected)
 
 
 def test_seasonal_base_ignores_a_missing_last_reading():
-    profile = torch.arange(8 * 2, dtype=torch.float32).reshape(8, 2) + 1
-    base = SeasonalBase(profile, torch.tensor([1.0, 0.5]))
+    profile = torch.arange(8 * 2, dtype=torch.float32).reshape(1, 8, 2) + 1
+    base = SeasonalBase(profile, torch.tensor([[1.0, 1.0], [0.5, 0.5]]))
     x = torch.zeros(1, 4, 2, 2)
     x[0, -1, 1, 0] = 30.0                            # sensor 0's last reading is missing (0 after scaling)
     out = base(x)[0]                                 # slot 0: targets are slots 1, 2
-    torch.testing.assert_close(out[:, 0], profile[1:3, 0])
-    torch.testing.assert_close(out[:, 1], profile[1:3, 1] + torch.tensor([1.0, 0.5]) * (30.0 - profile[0, 1]))
+    torch.testing.assert_close(out[:, 0], profile[0, 1:3, 0])
+    torch.testing.assert_close(out[:, 1], profile[0, 1:3, 1] + torch.tensor([1.0, 0.5]) * (30.0 - profile[0, 0, 1]))
+
+
+@pytest.mark.parametrize("day, crossed", [(4, 5), (6, 0), (0, 1)])   # Fri -> Sat, Sun -> Mon, Mon -> Tue
+def test_seasonal_base_switches_day_type_at_midnight(day, crossed):
+    """Weekday profile 1, weekend profile 2 (one sensor): targets after midnight take the next
+    day's type, the anomaly is measured against today's."""
+    per_day = 4
+    profile = torch.stack([torch.full((per_day, 1), 1.0), torch.full((per_day, 1), 2.0)])
+    base = SeasonalBase(profile, torch.zeros(3, 1), time_channel=1, day_channel=2)
+    x = torch.zeros(1, 2, 1, 3)
+    x[0, :, 0, 1] = 2 / per_day                       # slot 2: targets are slots 3, 0 (tomorrow), 1 (tomorrow)
+    x[0, :, 0, 2] = day / 7
+    today, tomorrow = float(day >= 5) + 1, float(crossed >= 5) + 1
+    torch.testing.assert_close(base(x)[0, :, 0], torch.tensor([today, tomorrow, tomorrow]))
+
+
+def test_seasonal_base_rejects_a_weekend_profile_without_a_day_channel():
+    with pytest.raises(ValueError, match="needs the day-of-week input channel"):
+        SeasonalBase(torch.zeros(2, 4, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"decay must be \[H, 3\]"):
+        SeasonalBase(torch.zeros(1, 4, 3), torch.zeros(2))
 
 
 def test_with_seasonal_base_the_network_learns_a_correction():
     torch.manual_seed(0)
-    profile = torch.randn(6, N)
-    net = small_net(seasonal=profile, decay=torch.zeros(4))
+    profile = torch.randn(1, 6, N)
+    net = small_net(seasonal=profile, decay=torch.zeros(4, N))
     torch.nn.init.zeros_(net.head[3].weight)
     torch.nn.init.zeros_(net.head[3].bias)
     x = torch.randn(2, 6, N, 2)
     x[..., 1] = 0.0                                   # slot 0: targets are slots 1..4
-    torch.testing.assert_close(net(x), profile[1:5].expand(2, -1, -1))
+    torch.testing.assert_close(net(x), profile[0, 1:5].expand(2, -1, -1))
+
+
+def test_with_a_weekly_profile_the_day_of_week_reaches_only_the_prior():
+    """Tuesday and Wednesday share the weekday profile, and the network never sees which day it
+    is: the forecasts are equal. Saturday takes the weekend profile."""
+    torch.manual_seed(0)
+    profile = torch.stack([torch.zeros(6, N), torch.ones(6, N)])
+    net = small_net(in_channels=3, seasonal=profile, decay=torch.zeros(4, N)).eval()
+    assert net.blocks[0].temporal1.conv.in_features == 2 * 2          # kernel 2 x (speed, time of day)
+    x = torch.randn(1, 6, N, 3)
+    x[..., 1] = 0.0
+    days = {}
+    for day in (1, 2, 5):
+        x[..., 2] = day / 7
+        days[day] = net(x)
+    torch.testing.assert_close(days[1], days[2])
+    torch.testing.assert_close(days[5] - days[1], torch.ones(1, 4, N))
