@@ -19,7 +19,7 @@ from datasets.traffic import TrafficSeries, WindowSplit, day_of_week, time_of_da
 from tasks.traffic.metrics import MaskedHorizonErrors, masked_mae_loss
 
 SMOOTHING_CANDIDATES = (1, 3, 5, 7, 9, 11, 15, 21, 31)
-"""Widths (in slots) of the profile's moving average that :func:`fit_seasonal_prior` tries."""
+"""Widths (in slots) of the profile's pooling window that :func:`fit_seasonal_prior` tries."""
 
 
 def persistence_forecast(series: TrafficSeries, split: WindowSplit, stage: str) -> np.ndarray:
