@@ -132,7 +132,7 @@ class Workspace:
         self.index = {slot: i for i, slot in enumerate(order)}
         self.nbytes = [capacity[slot] * dtype.itemsize for slot in order]
         self.slots = {**slots, **{name: name for name in zeroed}}
-        self.zeroed, self.dtype, self.pool = zeroed, dtype, pool
+        self.program, self.zeroed, self.dtype, self.pool = program, zeroed, dtype, pool
 
     def views(self) -> dict[str, Tensor]:
         """A tensor per temporary (accumulated ones zeroed); hold ``pool.lock`` while they are used."""
@@ -146,19 +146,19 @@ class Workspace:
         return env
 
 
-def allocate(program: KernelProgram, layout: Layout, inputs: list[Tensor], params: list[Tensor],
-             randoms: dict[str, Tensor] | None, dtype: torch.dtype, device: torch.device,
-             workspace: Workspace | None = None) -> dict[str, Tensor]:
-    """One contiguous tensor per buffer of ``program``: inputs and parameters as given;
-    temporaries and graph constants from ``workspace`` (a fresh one if None), which fixed them
-    once; new tensors for the outputs (zeroed where kernels accumulate into them)."""
+def allocate(workspace: Workspace, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None,
+             device: torch.device) -> dict[str, Tensor]:
+    """One contiguous tensor per buffer of the workspace's program: inputs and parameters as
+    given (on ``device``, in the program's dtype); temporaries and graph constants from
+    ``workspace``, which fixed them once; new tensors for the outputs (zeroed where kernels
+    accumulate into them)."""
+    program, dtype = workspace.program, workspace.dtype
     env: dict[str, Tensor] = {}
     for name, t in (*zip(program.inputs, inputs, strict=True), *zip(program.params, params, strict=True)):
         if t.dtype != dtype or t.device.type != device.type:
             raise CompileError(f"the compiled kernels expect {dtype} tensors on {device}, got {t.dtype} on {t.device}")
         env[name] = t.detach().contiguous()
     env.update({k: v.contiguous() for k, v in (randoms or {}).items()})
-    workspace = workspace or Workspace(program, layout, dtype, WorkspacePool(device))
     for source in (workspace.views(), workspace.constants):
         env.update({k: v for k, v in source.items() if k not in env})
     for buf in program.buffers:

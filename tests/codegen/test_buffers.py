@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.runtime.buffers import allocate, share_temporaries
+from codegen.runtime.buffers import Workspace, WorkspacePool, allocate, share_temporaries
 from graphcore.testing import layer_zoo
 
 from .conftest import GRAPHS
@@ -48,7 +48,8 @@ def test_shared_buffers_are_views_of_one_allocation():
     params = [torch.zeros(program.buffer(n).shape if str(program.buffer(n).domain) == "scalar" else
                           (g.layout.rows(str(program.buffer(n).domain)), *program.buffer(n).shape), dtype=torch.float64)
               for n in program.params]
-    env = allocate(program, g.layout, inputs, params, None, torch.float64, torch.device("cpu"))
+    workspace = Workspace(program, g.layout, torch.float64, WorkspacePool(torch.device("cpu")))
+    env = allocate(workspace, inputs, params, None, torch.device("cpu"))
     numel = {name: t.numel() for name, t in env.items()}
     slots = share_temporaries(program, numel)
     bases = {}

@@ -56,7 +56,7 @@ class CpuExecutable(NativeExecutable):
         prog = self.program
         seconds = (ctypes.c_double * len(prog.kernels))() if self.profile is not None else None
         with self.lock:
-            env = allocate(prog, self.layout, inputs, params, randoms, self.dtype, torch.device("cpu"), self.workspace)
+            env = allocate(self.workspace, inputs, params, randoms, torch.device("cpu"))
             pointers = pointer_array([env[n] for n in self.abi.buffers])
             status = self.entry(pointers, self.index_ptrs, self.rows, torch.get_num_threads(), seconds)
         if seconds is not None:

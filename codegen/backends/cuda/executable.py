@@ -102,7 +102,7 @@ class CudaExecutable(NativeExecutable):
             # before the previous call's kernels are done with it
             if pool.last_use is not None:
                 stream.wait_event(pool.last_use)
-            env = allocate(prog, self.layout, inputs, params, randoms, self.dtype, self.layout.device, self.workspace)
+            env = allocate(self.workspace, inputs, params, randoms, self.layout.device)
             for buffer in pool.buffers:  # the caching allocator must not hand them out under us
                 buffer.record_stream(stream)
             pointers = pointer_array([env[n] for n in self.abi.buffers])
