@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from codegen import backends
-from codegen.errors import CompileError
+from codegen.errors import CompileError, GraphError
 from codegen.passes.context import GraphStats
 from codegen.passes.pipeline import OPTIONAL, Plan, build_plan
 from codegen.runtime.autograd import PlanRunner
@@ -66,8 +66,7 @@ class CompiledMixin:
         return dict(self._graphcore_original.named_parameters())
 
     def _runner(self, g: HeteroGraph, inputs: tuple[Tensor, ...]) -> PlanRunner:
-        if not inputs:
-            raise CompileError("a compiled model needs at least one node-feature input after the graph")
+        check_inputs(g, inputs)
         grad = torch.is_grad_enabled()
         grad_inputs = tuple(grad and t.requires_grad for t in inputs)
         params_need = grad and any(p.requires_grad for p in self._graphcore_params.values())
@@ -100,6 +99,12 @@ class CompiledMixin:
         self._graphcore_last = (g, runner.plan)
         return runner
 
+    def __reduce_ex__(self, protocol):
+        """Pickle (``torch.save``, ``copy.deepcopy``, multiprocessing) as the original model plus
+        the compile options: plans and native libraries are per process and rebuild lazily on the
+        first call after loading, from the build cache."""
+        return _recompile, (self._graphcore_original, dict(self._graphcore_options))
+
     def explain(self, file=None) -> str:
         """The plan of the most recent call: passes that fired, graph sizes, cost before -> after."""
         if self._graphcore_last is None:
@@ -108,6 +113,37 @@ class CompiledMixin:
             text = explain_plan(self._graphcore_last[1])
         print(text, file=file)
         return text
+
+
+def check_inputs(g: HeteroGraph, inputs: tuple[Tensor, ...]) -> None:
+    """Refuse inputs that the cached kernels would misread, before any plan is looked up.
+
+    A plan is keyed by the row *shape* of its inputs, and its kernels take their row counts from
+    the graph: an input with another number of rows would be read past its end (or partly
+    ignored). So every call checks, in O(number of inputs), what the native code trusts: one
+    row per node of ``g``, one floating dtype and one device for all inputs, the graph's device.
+    """
+    if not inputs:
+        raise GraphError("a compiled model needs at least one node-feature input after the graph")
+    rows, device = g.num_nodes(), g.device
+    first = inputs[0]
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise GraphError(f"input {i} of the compiled model must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 1 or t.size(0) != rows:
+            raise GraphError(f"input {i} must have one row per node of the graph ({rows} rows), got shape "
+                             f"{list(t.shape)}; stack per-type features with HeteroGraph.stack")
+        if not t.is_floating_point():
+            raise GraphError(f"input {i} must be a floating-point tensor, got {t.dtype}")
+        if t.dtype != first.dtype:
+            raise GraphError(f"input {i} is {t.dtype} but input 0 is {first.dtype}; give every input one dtype")
+        if t.device != device:
+            raise GraphError(f"input {i} is on {t.device} but the graph is on {device}; move both with .to(device)")
+
+
+def _recompile(model: nn.Module, options: dict[str, Any]) -> nn.Module:
+    """Unpickling of a compiled model (see :meth:`CompiledMixin.__reduce_ex__`)."""
+    return compile(model, **options)
 
 
 def _fresh_folder(root: Path, pattern: str) -> Path:
@@ -156,7 +192,12 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
 
     Returns:
         The model re-classed (same parameters and ``state_dict``) with a compiled ``forward``.
+        It pickles and deep-copies as the model plus these options (``torch.save(compiled, f)``
+        and ``torch.load(f, weights_only=False)`` round-trip; kernels are rebuilt on first use).
+        Compiling a compiled model compiles its original model with the new options.
     """
+    if isinstance(model, CompiledMixin):  # compiling again: start from the model, with the new options
+        model = model._graphcore_original
     if fallback not in ("error", "eager"):
         raise ValueError(f"fallback must be 'error' or 'eager', got {fallback!r}")
     if passes is not None:

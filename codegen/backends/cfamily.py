@@ -7,10 +7,15 @@ type and math names, how a parallel loop over rows or groups is written, and the
 outer loops.
 
 **ABI.** A compiled model is one translation unit (:func:`print_module`); each of its programs
-(``forward``, ``backward``) becomes one ``extern "C"`` entry ``graphcore_<name>(B, I, rows, ...)``:
+(``forward``, ``backward``) becomes one ``extern "C"`` entry ``graphcore_<name>(B, I, rows, numel, ...)``:
 ``B`` holds the data pointers of the buffers in :attr:`Abi.buffers` order, ``I`` the int64 index
 arrays in :attr:`Abi.indices` order (index maps, segment pointers, group CSR pointers and
-member lists), ``rows`` the row count of every domain in :data:`DOMAIN_ORDER`.
+member lists), ``rows`` the row count of every domain in :data:`DOMAIN_ORDER`, ``numel`` the
+element count of every buffer as the caller allocated it. Before any kernel runs, the entry
+compares ``numel`` of every buffer the caller supplies (inputs, parameters, dropout masks) with
+what the row counts imply and returns ``-(i + 1)`` for the first buffer ``i`` that disagrees:
+the Python side checks this already, the native check is defence in depth against reading past
+the end of a caller's tensor.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, Trave
 from codegen.ir.values import INDEX_MAPS, ROW_TYPES, Domain
 
 DOMAIN_ORDER = (Domain.NODE, Domain.EDGE, Domain.USRC, Domain.UDST, Domain.NTYPE, Domain.ETYPE, Domain.SCALAR)
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 BINARY = {"add": "({a} + {b})", "sub": "({a} - {b})", "mul": "({a} * {b})", "div": "({a} / {b})",
           "eq": "(({a}) == ({b}) ? (real)1 : (real)0)", "maximum": "(({a}) > ({b}) ? ({a}) : ({b}))"}
@@ -256,6 +261,16 @@ class CFamilyPrinter:
 
     def entry(self, w: CodeWriter, names: list[str], symbol: str) -> None:
         raise NotImplementedError
+
+    def size_checks(self, w: CodeWriter) -> None:
+        """``return -(i + 1);`` when caller-supplied buffer ``i`` is not as large as the row counts say."""
+        supplied = {name for name, _ in self.program.random}
+        for i, b in enumerate(self.program.buffers):
+            if b.role not in ("input", "param") and b.name not in supplied:
+                continue
+            size = _size(b.shape)
+            expected = str(size) if b.domain == Domain.SCALAR else f"rows[{DOMAIN_ORDER.index(b.domain)}] * {size}"
+            w.line(f"if (numel[{i}] != {expected}) return -{i + 1};")
 
     def print_program(self, w: CodeWriter) -> Abi:
         """Print this program's kernels and its entry ``graphcore_<prefix>``; return its ABI."""

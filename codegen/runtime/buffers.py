@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from codegen.backends.cfamily import DOMAIN_ORDER, Abi
-from codegen.errors import CompileError
+from codegen.errors import CompileError, GraphError
 from codegen.ir.kernel import KernelProgram
 from codegen.ir.values import INDEX_MAPS, Domain
 from graphcore.layouts import Layout
@@ -24,6 +24,11 @@ def rows_array(layout: Layout) -> ctypes.Array:
     """Row counts of every domain, in the ABI's ``DOMAIN_ORDER``, as a C ``int64`` array."""
     rows = [1 if d == Domain.SCALAR else layout.rows(str(d)) for d in DOMAIN_ORDER]
     return (ctypes.c_int64 * len(rows))(*rows)
+
+
+def numel_array(tensors: list[Tensor]) -> ctypes.Array:
+    """Element counts as a C ``int64`` array (one slot at least), for the entry's size checks."""
+    return (ctypes.c_int64 * max(len(tensors), 1))(*[t.numel() for t in tensors])
 
 
 def pointer_array(tensors: list[Tensor]) -> ctypes.Array:
@@ -154,11 +159,16 @@ def allocate(workspace: Workspace, inputs: list[Tensor], params: list[Tensor], r
     accumulate into them)."""
     program, dtype = workspace.program, workspace.dtype
     env: dict[str, Tensor] = {}
-    for name, t in (*zip(program.inputs, inputs, strict=True), *zip(program.params, params, strict=True)):
+    supplied = [*((name, f"input {i}", t) for i, (name, t) in enumerate(zip(program.inputs, inputs, strict=True))),
+                *((name, f"parameter {i}", t) for i, (name, t) in enumerate(zip(program.params, params, strict=True))),
+                *((name, "dropout mask", t) for name, t in (randoms or {}).items())]
+    for name, what, t in supplied:
         if t.dtype != dtype or t.device.type != device.type:
             raise CompileError(f"the compiled kernels expect {dtype} tensors on {device}, got {t.dtype} on {t.device}")
+        if tuple(t.shape) != workspace.shapes[name]:
+            raise GraphError(f"{what} (buffer '{name}') of the compiled kernels needs shape "
+                             f"{list(workspace.shapes[name])} for this graph, got {list(t.shape)}")
         env[name] = t.detach().contiguous()
-    env.update({k: v.contiguous() for k, v in (randoms or {}).items()})
     for source in (workspace.views(), workspace.constants):
         env.update({k: v for k, v in source.items() if k not in env})
     for buf in program.buffers:
@@ -172,7 +182,7 @@ class NativeExecutable:
     """One entry of a compiled native library (``graphcore_<name>``) bound to one graph layout.
 
     Subclasses give the entry's trailing C argument types (``EXTRA_ARGTYPES``, after the buffer
-    pointers, index pointers and row counts every entry takes) and ``run``.
+    pointers, index pointers, row counts and buffer sizes every entry takes) and ``run``.
     """
 
     EXTRA_ARGTYPES: tuple = ()
@@ -182,7 +192,7 @@ class NativeExecutable:
         self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_int64), *self.EXTRA_ARGTYPES]
+                               ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), *self.EXTRA_ARGTYPES]
         self.indices = index_tensors(layout, abi)
         self.index_ptrs = pointer_array(self.indices)
         self.rows = rows_array(layout)
@@ -191,3 +201,13 @@ class NativeExecutable:
         self.workspace = Workspace(program, layout, self.dtype, pool)
         self.lock = pool.lock  # one call at a time among the programs sharing the pool
 
+    def arguments(self, env: dict[str, Tensor]) -> tuple[ctypes.Array, ctypes.Array, ctypes.Array, ctypes.Array]:
+        """The four arguments every entry takes first: buffers, indices, row counts, buffer sizes."""
+        tensors = [env[n] for n in self.abi.buffers]
+        return pointer_array(tensors), self.index_ptrs, self.rows, numel_array(tensors)
+
+    def refused(self, status: int) -> GraphError:
+        """The error for a negative entry status: the entry's size check refused buffer ``-status - 1``."""
+        name = self.abi.buffers[-status - 1]
+        return GraphError(f"the native kernels refused buffer '{name}': its size does not match the graph's row "
+                          "counts (a graphcore bug if the Python checks let it through; please report it)")

@@ -1,4 +1,5 @@
 """graphcore.compile: same results and gradients as eager, same parameters, clear errors."""
+import copy
 import warnings
 
 import pytest
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 
 import graphcore as gc
 from graphcore import ops
+from graphcore.compile import CompiledMixin
 from graphcore.testing import edge_case_graphs, layer_zoo
 
 GRAPHS = edge_case_graphs()
@@ -173,7 +175,7 @@ def test_bad_arguments():
         gc.compile(gc.nn.RGCN(2, 2, 1), backend="tpu")
     g = GRAPHS["mixed"]
     compiled = gc.compile(gc.nn.RGCN(3, 2, g.num_relations))
-    with pytest.raises(gc.CompileError, match="one row per node"):
+    with pytest.raises(gc.GraphError, match="one row per node"):
         compiled(g, torch.randn(5, 3))
 
 
@@ -209,3 +211,34 @@ def test_dump_dir_and_explain(tmp_path):
     assert "graphcore_forward" in source and "graphcore_backward" in source
     text = compiled.explain()
     assert "|E|/|U_src|" in text and "[reorder] folded" in text and "[compact]" in text and "[fuse]" in text
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_compiled_model_saves_loads_and_deep_copies(tmp_path, backend):
+    g = GRAPHS["mixed"]
+    model = TwoLayer(g)
+    compiled = gc.compile(model, backend=backend, passes=["reorder"])
+    x = torch.randn(g.num_nodes(), 6)
+    with torch.no_grad():
+        expected = compiled(g, x)  # native state exists before saving
+    path = tmp_path / "compiled.pt"
+    torch.save(compiled, path)
+    loaded = torch.load(path, weights_only=False)
+    assert isinstance(loaded, TwoLayer) and type(loaded).__name__ == "CompiledTwoLayer"
+    assert loaded._graphcore_options == compiled._graphcore_options
+    copied = copy.deepcopy(compiled)
+    assert all(a is not b for a, b in zip(copied.parameters(), compiled.parameters()))
+    for other in (loaded, copied):
+        with torch.no_grad():
+            torch.testing.assert_close(other(g, x), expected, rtol=1e-10, atol=1e-12)
+        assert_same_forward_and_grads(other._graphcore_original, other, g, x)  # and trains
+
+
+def test_compiling_a_compiled_model_compiles_the_model_with_the_new_options():
+    g = GRAPHS["mixed"]
+    model = TwoLayer(g)
+    once = gc.compile(model, backend="cpu")
+    twice = gc.compile(once, backend="torch")
+    assert twice._graphcore_original is model and twice._graphcore_options["backend"] == "torch"
+    assert type(twice).__mro__[1:3] == (CompiledMixin, TwoLayer)
+    assert_same_forward_and_grads(model, twice, g, torch.randn(g.num_nodes(), 6))

@@ -16,7 +16,7 @@ from codegen.backends.cpu.legalize import split_scatter
 from codegen.backends.cpu.printer import CpuPrinter
 from codegen.errors import CompileError
 from codegen.ir.kernel import KernelProgram
-from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate, pointer_array
+from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from graphcore.layouts import Layout
@@ -42,7 +42,8 @@ def build_module(programs: dict[str, KernelProgram], layout: Layout,
 
 
 class CpuExecutable(NativeExecutable):
-    """One entry of a compiled CPU library, bound to one graph layout: ``entry(B, I, rows, threads, seconds)``."""
+    """One entry of a compiled CPU library, bound to one graph layout:
+    ``entry(B, I, rows, numel, threads, seconds)``."""
 
     EXTRA_ARGTYPES = (ctypes.c_int, ctypes.POINTER(ctypes.c_double))
 
@@ -57,13 +58,14 @@ class CpuExecutable(NativeExecutable):
         seconds = (ctypes.c_double * len(prog.kernels))() if self.profile is not None else None
         with self.lock:
             env = allocate(self.workspace, inputs, params, randoms, torch.device("cpu"))
-            pointers = pointer_array([env[n] for n in self.abi.buffers])
-            status = self.entry(pointers, self.index_ptrs, self.rows, torch.get_num_threads(), seconds)
+            status = self.entry(*self.arguments(env), torch.get_num_threads(), seconds)
         if seconds is not None:
             if not self.profile:
                 self.profile.extend([0.0] * len(prog.kernels))
             for i, t in enumerate(seconds):
                 self.profile[i] += t
+        if status < 0:
+            raise self.refused(status)
         if status != 0:
             raise CompileError(f"the CPU kernels returned status {status}")
         return [env[name] for name in prog.outputs]

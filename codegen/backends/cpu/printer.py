@@ -31,7 +31,8 @@ class CpuPrinter(CFamilyPrinter):
 
     def entry(self, w: CodeWriter, names: list[str], symbol: str) -> None:
         with w.block(f'extern "C" int {symbol}(void* const* B, const int64_t* const* I, const int64_t* rows, '
-                     'int threads, double* seconds)'):
+                     'const int64_t* numel, int threads, double* seconds)'):
+            self.size_checks(w)
             w.line("if (threads > 0) omp_set_num_threads(threads);")
             for i, name in enumerate(names):
                 w.line("double t0 = seconds ? omp_get_wtime() : 0.0;" if i == 0 else

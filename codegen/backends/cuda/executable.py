@@ -19,7 +19,7 @@ from codegen.backends.cuda.legalize import split_epilogues
 from codegen.backends.cuda.printer import CudaPrinter
 from codegen.errors import BuildError, CompileError
 from codegen.ir.kernel import KernelProgram
-from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate, pointer_array
+from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from graphcore.layouts import Layout
@@ -88,7 +88,7 @@ def build_module(programs: dict[str, KernelProgram], layout: Layout,
 
 class CudaExecutable(NativeExecutable):
     """One entry of a compiled CUDA library, bound to one graph layout (on the GPU):
-    ``entry(B, I, rows, stream)``."""
+    ``entry(B, I, rows, numel, stream)``."""
 
     EXTRA_ARGTYPES = (ctypes.c_void_p,)
 
@@ -105,10 +105,11 @@ class CudaExecutable(NativeExecutable):
             env = allocate(self.workspace, inputs, params, randoms, self.layout.device)
             for buffer in pool.buffers:  # the caching allocator must not hand them out under us
                 buffer.record_stream(stream)
-            pointers = pointer_array([env[n] for n in self.abi.buffers])
-            status = self.entry(pointers, self.index_ptrs, self.rows, stream.cuda_stream)
+            status = self.entry(*self.arguments(env), stream.cuda_stream)
             pool.last_use = torch.cuda.Event()
             pool.last_use.record(stream)
+        if status < 0:
+            raise self.refused(status)
         if status != 0:
             raise CompileError(f"CUDA kernels failed with cudaError {status}")
         return [env[name] for name in prog.outputs]

@@ -62,7 +62,8 @@ class CudaPrinter(CFamilyPrinter):
 
     def entry(self, w: CodeWriter, names: list[str], symbol: str) -> None:
         with w.block(f'extern "C" int {symbol}(void* const* B, const int64_t* const* I, const int64_t* rows, '
-                     'void* stream_handle)'):
+                     'const int64_t* numel, void* stream_handle)'):
+            self.size_checks(w)
             w.line("cudaStream_t stream = (cudaStream_t)stream_handle;")
             for launch in self.launches:
                 w.line(launch)
