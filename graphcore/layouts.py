@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from codegen.ir.values import Domain
+
 if TYPE_CHECKING:
     from graphcore.graph import HeteroGraph
 
@@ -58,7 +60,11 @@ class CompactMap:
 
 
 class Layout:
-    """Lazily computed layouts of one :class:`~graphcore.graph.HeteroGraph` (see module doc)."""
+    """Lazily computed layouts of one :class:`~graphcore.graph.HeteroGraph` (see module doc).
+
+    Implements the compiler's :class:`~codegen.ir.layout.GraphLayout` protocol (``rows``,
+    ``index``, ``ptr``, ``group_csr``, ``constant``) under the names ``codegen.ir.values`` declares.
+    """
 
     def __init__(self, graph: HeteroGraph):
         self.graph = graph
@@ -181,10 +187,14 @@ class Layout:
 
     # ------------------------------------------------------------------ named access for the compiler
     def rows(self, domain: str) -> int:
-        """Number of rows of a level-1 domain (``node``, ``edge``, ``usrc``, ``udst``, ``ntype``, ``etype``)."""
-        return {"node": self.num_nodes, "edge": self.num_edges, "usrc": self.unique_src.num_pairs,
-                "udst": self.unique_dst.num_pairs, "ntype": self.num_node_types,
-                "etype": self.num_relations}[domain]
+        """Number of rows of a level-1 domain (a :class:`~codegen.ir.values.Domain` or its name)."""
+        domain = Domain(domain)
+        if domain == Domain.USRC:
+            return self.unique_src.num_pairs
+        if domain == Domain.UDST:
+            return self.unique_dst.num_pairs
+        return {Domain.NODE: self.num_nodes, Domain.EDGE: self.num_edges, Domain.NTYPE: self.num_node_types,
+                Domain.ETYPE: self.num_relations}[domain]
 
     def index(self, name: str) -> Tensor:
         """The index vector of a level-1 index map (see ``codegen.ir.values.INDEX_MAPS``)."""

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codegen.errors import GraphError
-from graphcore import elementwise, segment
+from codegen.numerics import elementwise, segment
 
 if TYPE_CHECKING:
     from graphcore.graph import HeteroGraph

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from codegen.errors import CompileError
 from codegen.ir.kernel import KernelProgram
-from graphcore.layouts import Layout
+from codegen.ir.layout import GraphLayout
 
 
 class Executable(Protocol):
@@ -22,7 +22,7 @@ class Executable(Protocol):
 BACKENDS = ("torch", "cpu", "cuda")
 
 
-def build(backend: str, programs: dict[str, KernelProgram], layout: Layout, pool=None) -> dict[str, Executable]:
+def build(backend: str, programs: dict[str, KernelProgram], layout: GraphLayout, pool=None) -> dict[str, Executable]:
     """Build a model's programs (``forward``, maybe ``backward``) for ``layout``; native backends
     compile them as one translation unit and take their temporaries from ``pool`` (a
     :class:`~codegen.runtime.buffers.WorkspacePool`; one of their own if None)."""

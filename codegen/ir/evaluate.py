@@ -13,10 +13,10 @@ from torch import Tensor
 
 from codegen.ir.program import Op, OpKind, Program
 from codegen.ir.values import INDEX_MAPS, ROW_TYPES, TYPE_DOMAINS, Domain
-from graphcore import elementwise, segment
-from graphcore.layouts import Layout
+from codegen.numerics import elementwise, segment
+from codegen.ir.layout import GraphLayout
 
-def _typed_matmul(op: Op, x: Tensor, w: Tensor, layout: Layout) -> Tensor:
+def _typed_matmul(op: Op, x: Tensor, w: Tensor, layout: GraphLayout) -> Tensor:
     per_head = op.attr("per_head", False)
     if op.attr("transpose_w", False):
         w = w.transpose(-1, -2)
@@ -28,7 +28,7 @@ def _typed_matmul(op: Op, x: Tensor, w: Tensor, layout: Layout) -> Tensor:
     return segment.segment_matmul(rows, w, ptr)
 
 
-def _typed_outer(op: Op, x: Tensor, dy: Tensor, layout: Layout) -> Tensor:
+def _typed_outer(op: Op, x: Tensor, dy: Tensor, layout: GraphLayout) -> Tensor:
     per_head = op.attr("per_head", False)
     if not per_head:
         x, dy = x.reshape(x.size(0), -1), dy.reshape(dy.size(0), -1)
@@ -53,7 +53,7 @@ def sum_to(x: Tensor, shape: tuple[int, ...], has_rows: bool, keep_rows: bool) -
     return x.sum(dim=dims, keepdim=True) if dims else x
 
 
-def run_op(op: Op, args: Sequence[Tensor], layout: Layout, generator: torch.Generator | None = None) -> Tensor:
+def run_op(op: Op, args: Sequence[Tensor], layout: GraphLayout, generator: torch.Generator | None = None) -> Tensor:
     """Execute one non-fused op on concrete tensors."""
     kind = op.kind
     if kind == OpKind.TYPED_LINEAR:
@@ -98,7 +98,7 @@ def run_op(op: Op, args: Sequence[Tensor], layout: Layout, generator: torch.Gene
     raise ValueError(f"run_op cannot execute {kind}")
 
 
-def evaluate(program: Program, layout: Layout, inputs: Sequence[Tensor], params: Sequence[Tensor],
+def evaluate(program: Program, layout: GraphLayout, inputs: Sequence[Tensor], params: Sequence[Tensor],
              generator: torch.Generator | None = None) -> list[Tensor]:
     """Run ``program`` on one graph's layout; returns the output tensors."""
     env: dict[int, Tensor] = {}

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from codegen.errors import CompileError, VerifyError
-from graphcore import elementwise
+from codegen.numerics import elementwise
 from codegen.ir.program import Op, OpKind, Program
 from codegen.ir.values import (
     DTYPES,

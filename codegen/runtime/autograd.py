@@ -13,13 +13,13 @@ from codegen import backends
 from codegen.ir.kernel import KernelProgram
 from codegen.ir.values import Domain
 from codegen.passes.pipeline import Plan
-from graphcore.layouts import Layout
+from codegen.ir.layout import GraphLayout
 
 
 class PlanRunner:
     """A :class:`Plan` built for one graph with one backend."""
 
-    def __init__(self, plan: Plan, layout: Layout, backend: str, grad_inputs: tuple[bool, ...], num_outputs: int,
+    def __init__(self, plan: Plan, layout: GraphLayout, backend: str, grad_inputs: tuple[bool, ...], num_outputs: int,
                  param_names: list[str], pool=None):
         self.plan, self.layout, self.param_names = plan, layout, param_names
         programs = {"forward": plan.forward}

@@ -17,10 +17,10 @@ from codegen.backends.cfamily import DOMAIN_ORDER, Abi
 from codegen.errors import CompileError, GraphError
 from codegen.ir.kernel import KernelProgram
 from codegen.ir.values import INDEX_MAPS, Domain
-from graphcore.layouts import Layout
+from codegen.ir.layout import GraphLayout
 
 
-def rows_array(layout: Layout) -> ctypes.Array:
+def rows_array(layout: GraphLayout) -> ctypes.Array:
     """Row counts of every domain, in the ABI's ``DOMAIN_ORDER``, as a C ``int64`` array."""
     rows = [1 if d == Domain.SCALAR else layout.rows(str(d)) for d in DOMAIN_ORDER]
     return (ctypes.c_int64 * len(rows))(*rows)
@@ -36,7 +36,7 @@ def pointer_array(tensors: list[Tensor]) -> ctypes.Array:
     return (ctypes.c_void_p * max(len(tensors), 1))(*[t.data_ptr() for t in tensors])
 
 
-def index_tensors(layout: Layout, abi: Abi) -> list[Tensor]:
+def index_tensors(layout: GraphLayout, abi: Abi) -> list[Tensor]:
     """The int64 arrays behind the ABI's index slots, contiguous, on the layout's device."""
     tensors = []
     for kind, name in abi.indices:
@@ -120,7 +120,7 @@ class Workspace:
     live ranges share one) or, when accumulated, in slots of their own (zeroed per call), all
     taken from a :class:`WorkspacePool`; graph constants converted to the program's dtype."""
 
-    def __init__(self, program: KernelProgram, layout: Layout, dtype: torch.dtype, pool: WorkspacePool):
+    def __init__(self, program: KernelProgram, layout: GraphLayout, dtype: torch.dtype, pool: WorkspacePool):
         self.shapes = {b.name: b.shape if b.domain == Domain.SCALAR else (layout.rows(str(b.domain)), *b.shape)
                        for b in program.buffers}
         self.accumulated = program.accumulated()
@@ -187,7 +187,7 @@ class NativeExecutable:
 
     EXTRA_ARGTYPES: tuple = ()
 
-    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str,
+    def __init__(self, program: KernelProgram, layout: GraphLayout, entry, abi: Abi, source: str,
                  pool: WorkspacePool | None = None):
         self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
         self.entry.restype = ctypes.c_int

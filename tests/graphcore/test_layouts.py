@@ -57,3 +57,28 @@ def test_node_types_and_relation_ends():
 def test_layout_is_cached():
     g = edge_case_graphs()["mixed"]
     assert g.layout is g.layout and g.layout.unique_src is g.layout.unique_src
+
+
+def test_layout_implements_the_compilers_graph_layout_protocol_completely():
+    """Every name codegen declares (domains, index maps, segment pointers, graph constants) is
+    answered by the layout, with the right length: a new name in codegen fails here first."""
+    from codegen.ir.layout import GraphLayout
+    from codegen.ir.values import GRAPH_CONSTANTS, INDEX_MAPS, ROW_TYPES, Domain
+
+    g = edge_case_graphs()["mixed"]
+    L = g.layout
+    assert isinstance(L, GraphLayout)
+    rows = {d: L.rows(d) for d in Domain if d != Domain.SCALAR}
+    assert rows == {d: L.rows(str(d)) for d in rows}
+    assert rows[Domain.NODE] == g.num_nodes() and rows[Domain.EDGE] == g.num_edges()
+    for name, m in INDEX_MAPS.items():
+        index = L.index(name)
+        assert index.dtype == torch.int64 and index.numel() == rows[m.target], name
+        assert index.numel() == 0 or int(index.max()) < rows[m.source], name
+        ptr, members = L.group_csr(name, rows[m.source])
+        assert ptr.numel() == rows[m.source] + 1 and members.numel() == rows[m.target]
+    for domain, (types, ptr_name) in ROW_TYPES.items():
+        ptr = L.ptr(ptr_name)
+        assert ptr.numel() == rows[types] + 1 and int(ptr[-1]) == rows[domain], ptr_name
+    for name, (domain, _) in GRAPH_CONSTANTS.items():
+        assert L.constant(name).dtype == torch.float64 and L.constant(name).numel() == rows[domain], name

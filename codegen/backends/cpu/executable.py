@@ -19,7 +19,7 @@ from codegen.ir.kernel import KernelProgram
 from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
-from graphcore.layouts import Layout
+from codegen.ir.layout import GraphLayout
 
 PRELUDE_DIR = Path(__file__).resolve().parent
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-Wall", "-Werror",
@@ -30,7 +30,7 @@ def toolchain() -> Toolchain:
     return Toolchain("g++", FLAGS, headers=(PRELUDE_DIR / "prelude.h",))
 
 
-def build_module(programs: dict[str, KernelProgram], layout: Layout,
+def build_module(programs: dict[str, KernelProgram], layout: GraphLayout,
                  pool: WorkspacePool | None = None) -> dict[str, CpuExecutable]:
     """Compile a model's programs (forward, backward) as one library; one executable each."""
     legal = {name: split_scatter(p) for name, p in programs.items()}
@@ -47,7 +47,7 @@ class CpuExecutable(NativeExecutable):
 
     EXTRA_ARGTYPES = (ctypes.c_int, ctypes.POINTER(ctypes.c_double))
 
-    def __init__(self, program: KernelProgram, layout: Layout, entry, abi: Abi, source: str,
+    def __init__(self, program: KernelProgram, layout: GraphLayout, entry, abi: Abi, source: str,
                  pool: WorkspacePool | None = None):
         super().__init__(program, layout, entry, abi, source, pool)
         self.profile: list[float] | None = None  # set to a list to accumulate per-kernel seconds

@@ -22,7 +22,7 @@ from codegen.ir.kernel import KernelProgram
 from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
-from graphcore.layouts import Layout
+from codegen.ir.layout import GraphLayout
 
 PRELUDE_DIR = Path(__file__).resolve().parent
 
@@ -75,7 +75,7 @@ def _arch() -> str:
     return f"sm_{major}{minor}"
 
 
-def build_module(programs: dict[str, KernelProgram], layout: Layout,
+def build_module(programs: dict[str, KernelProgram], layout: GraphLayout,
                  pool: WorkspacePool | None = None) -> dict[str, CudaExecutable]:
     if not torch.cuda.is_available():
         raise CompileError("backend='cuda' needs a CUDA device; use backend='cpu' or 'torch'")

@@ -14,15 +14,15 @@ from torch import Tensor
 from codegen.ir.evaluate import sum_to
 from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
 from codegen.ir.values import Domain
-from graphcore import elementwise, segment
-from graphcore.layouts import Layout
+from codegen.numerics import elementwise, segment
+from codegen.ir.layout import GraphLayout
 
 
-def _rows(layout: Layout, domain: Domain | None) -> int:
+def _rows(layout: GraphLayout, domain: Domain | None) -> int:
     return 1 if domain in (None, Domain.SCALAR) else layout.rows(str(domain))
 
 
-def _address(layout: Layout, chain: tuple[str, ...], ids: Tensor) -> Tensor:
+def _address(layout: GraphLayout, chain: tuple[str, ...], ids: Tensor) -> Tensor:
     for name in chain:
         ids = torch.zeros_like(ids) if name == "*" else layout.index(name).index_select(0, ids)
     return ids
@@ -31,7 +31,7 @@ def _address(layout: Layout, chain: tuple[str, ...], ids: Tensor) -> Tensor:
 class TorchExecutable:
     """A :class:`KernelProgram` bound to one graph layout, runnable with PyTorch."""
 
-    def __init__(self, program: KernelProgram, layout: Layout):
+    def __init__(self, program: KernelProgram, layout: GraphLayout):
         self.program, self.layout = program, layout
 
     # ------------------------------------------------------------------ entry point

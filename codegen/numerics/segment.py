@@ -1,6 +1,6 @@
 r"""Segment and scatter primitives on plain tensors with explicit index vectors.
 
-These are the numerical ground truth of graphcore: the eager ops (:mod:`graphcore.ops`), the
+These are the numerical ground truth of graphcore: the eager ops (``graphcore.ops``), the
 level-1 IR interpreter and the reference backend all call them, so there is exactly one
 definition of, say, a max-subtracted softmax. All are differentiable with PyTorch autograd.
 
@@ -89,8 +89,3 @@ def scatter_max(values: Tensor, group: Tensor, num_groups: int) -> Tensor:
     index = group.view(-1, *([1] * (values.dim() - 1))).expand_as(values)
     out = values.new_zeros((num_groups,) + tuple(values.shape[1:]))
     return out.scatter_reduce(0, index, values, "amax", include_self=False)
-
-
-def group_count(group: Tensor, num_groups: int) -> Tensor:
-    """Number of rows per group, as a float-ready int64 vector."""
-    return torch.bincount(group, minlength=num_groups)
