@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test dgl-env clean
+.PHONY: install demo test golden dgl-env clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Regenerate the snapshots of generated code (tests/codegen/golden) after an intended change; review the diff.
+golden: $(STAMP)
+	GRAPHCORE_UPDATE_GOLDEN=1 $(PY) -m pytest -q -p no:xdist tests/codegen/test_golden.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

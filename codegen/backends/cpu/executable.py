@@ -30,11 +30,17 @@ def toolchain() -> Toolchain:
     return Toolchain("g++", FLAGS, headers=(PRELUDE_DIR / "prelude.h",))
 
 
+def module_source(programs: dict[str, KernelProgram]) -> tuple[str, dict[str, Abi], dict[str, KernelProgram]]:
+    """The translation unit of a model's programs after the CPU legalisation, with their ABIs."""
+    legal = {name: split_scatter(p) for name, p in programs.items()}
+    source, abis = print_module(CpuPrinter, legal)
+    return source, abis, legal
+
+
 def build_module(programs: dict[str, KernelProgram], layout: GraphLayout,
                  pool: WorkspacePool | None = None) -> dict[str, CpuExecutable]:
     """Compile a model's programs (forward, backward) as one library; one executable each."""
-    legal = {name: split_scatter(p) for name, p in programs.items()}
-    source, abis = print_module(CpuPrinter, legal)
+    source, abis, legal = module_source(programs)
     lib = load_library(source, toolchain(), ABI_VERSION)
     pool = pool or WorkspacePool(layout.device)  # forward and backward temporaries never live at once
     return {name: CpuExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
