@@ -43,11 +43,16 @@ TYPE_DOMAINS = (Domain.NTYPE, Domain.ETYPE)
 
 @dataclass(frozen=True, slots=True)
 class IndexMap:
-    """An index vector of the graph layout: ``out[i] = x[index[i]]`` maps ``source`` to ``target``."""
+    """An index vector of the graph layout: ``out[i] = x[index[i]]`` maps ``source`` to ``target``.
+
+    ``injective``: no two target rows share a source row, so a store through the map writes each
+    source row at most once (none of the graph's maps is: edges share nodes, pairs share types).
+    """
 
     name: str
     source: Domain
     target: Domain
+    injective: bool = False
 
 
 INDEX_MAPS: dict[str, IndexMap] = {m.name: m for m in (

@@ -211,6 +211,7 @@ def verify(program: Program, pass_name: str | None = None) -> Program:
                 raise VerifyError(f"{op.kind} reads {v.describe()} before it is defined (or with another type)",
                                   pass_name=pass_name)
         if op.kind == OpKind.FUSED:
+            _verify_region(op, pass_name)
             expected = [(v.domain, v.shape, v.dtype) for v in op.outputs]
         else:
             try:
@@ -230,8 +231,29 @@ def verify(program: Program, pass_name: str | None = None) -> Program:
     return program
 
 
-def verify_op(op: Op) -> None:
-    """Re-infer one op (used on the members of fusion regions)."""
-    expected = infer(op.kind, op.inputs, dict(op.attrs))
-    if (op.out.domain, op.out.shape, op.out.dtype) != expected:
-        raise VerifyError(f"{op.kind} output {op.out.describe()} disagrees with inferred {expected}")
+def _verify_region(fused: Op, pass_name: str | None) -> None:
+    """The members of a fusion region: each well typed, reading only the region's inputs or
+    earlier members, and defining every value the region lets escape."""
+    region = fused.attr("region")
+    if not region:
+        raise VerifyError("a fused op has no members", pass_name=pass_name)
+    defined = {v.id: v for v in fused.inputs}
+    for member in region:
+        if member.kind == OpKind.FUSED:
+            raise VerifyError("a fusion region holds another fusion region", pass_name=pass_name)
+        for v in member.inputs:
+            if defined.get(v.id) != v:
+                raise VerifyError(f"fused {fused.attr('kind')} region: member {member.kind} reads {v.describe()}, "
+                                  "which is neither a region input nor an earlier member's output",
+                                  pass_name=pass_name)
+        try:
+            expected = infer(member.kind, member.inputs, dict(member.attrs))
+        except CompileError as err:
+            raise VerifyError(f"fused region: ill-typed member: {err}", pass_name=pass_name) from err
+        if (member.out.domain, member.out.shape, member.out.dtype) != expected:
+            raise VerifyError(f"fused region: member {member.kind} outputs {member.out.describe()} but its inputs "
+                              f"infer {expected}", pass_name=pass_name)
+        defined.update((v.id, v) for v in member.outputs)
+    for v in fused.outputs:
+        if defined.get(v.id) != v:
+            raise VerifyError(f"fused region lets {v.describe()} escape, but no member defines it", pass_name=pass_name)

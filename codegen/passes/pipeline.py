@@ -16,6 +16,7 @@ from codegen.ir.program import Program
 from codegen.ir.text import format_kernels, format_program
 from codegen.ir.values import Domain
 from codegen.ir.verify import verify
+from codegen.ir.verify_kernels import verify_kernels
 from codegen.lower import lower
 from codegen.passes import aggregate_first, autodiff, compact, cse, dce, fuse, partition, reorder
 from codegen.passes.context import GraphStats, PassContext
@@ -113,7 +114,7 @@ def build_plan(traced: Program, stats: GraphStats, *, train: bool, grad_inputs: 
             prog = _run("fuse", PASSES["fuse"], prog, ctx, dumper)
         programs[half] = verify(prog, half)
         dumper.write(f"{half}_program", format_program(prog, half))
-        kernels[half] = lower(prog, type_rows)
+        kernels[half] = verify_kernels(lower(prog, type_rows), f"lower[{half}]")
         dumper.write(f"{half}_kernels", format_kernels(kernels[half]))
     return Plan(kernels["forward"], kernels.get("backward"), num_saved, programs, ctx.log, stats, cost_naive,
                 cost_optimised, chosen)

@@ -16,6 +16,7 @@ from codegen.backends.cpu.legalize import split_scatter
 from codegen.backends.cpu.printer import CpuPrinter
 from codegen.errors import CompileError
 from codegen.ir.kernel import KernelProgram
+from codegen.ir.verify_kernels import verify_kernels
 from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
@@ -32,7 +33,7 @@ def toolchain() -> Toolchain:
 
 def module_source(programs: dict[str, KernelProgram]) -> tuple[str, dict[str, Abi], dict[str, KernelProgram]]:
     """The translation unit of a model's programs after the CPU legalisation, with their ABIs."""
-    legal = {name: split_scatter(p) for name, p in programs.items()}
+    legal = {name: verify_kernels(split_scatter(p), f"legalize[cpu, {name}]") for name, p in programs.items()}
     source, abis = print_module(CpuPrinter, legal)
     return source, abis, legal
 

@@ -19,6 +19,7 @@ from codegen.backends.cuda.legalize import split_epilogues
 from codegen.backends.cuda.printer import CudaPrinter
 from codegen.errors import BuildError, CompileError
 from codegen.ir.kernel import KernelProgram
+from codegen.ir.verify_kernels import verify_kernels
 from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
@@ -33,7 +34,7 @@ def toolchain(arch: str) -> Toolchain:
 
 
 def module_source(programs: dict[str, KernelProgram]) -> tuple[str, dict[str, Abi], dict[str, KernelProgram]]:
-    legal = {name: split_epilogues(p) for name, p in programs.items()}
+    legal = {name: verify_kernels(split_epilogues(p), f"legalize[cuda, {name}]") for name, p in programs.items()}
     source, abis = print_module(CudaPrinter, legal)
     return source, abis, legal
 

@@ -52,3 +52,29 @@ def test_verify_catches_undefined_values_and_bad_outputs():
         verify(Program((x,), (w,), (wrong,), ()))
     with pytest.raises(VerifyError, match="never defined"):
         verify(Program((x,), (w,), (), (ghost,)))
+
+
+def _fused(members, inputs, outputs):
+    return Op(OpKind.FUSED, tuple(inputs), tuple(outputs), (("kind", "traversal"), ("region", tuple(members))))
+
+
+def test_members_of_fusion_regions_are_verified():
+    b, x, w = base()
+    e = b.emit(OpKind.GATHER, (x,), index="src")
+    y = b.emit(OpKind.TYPED_LINEAR, (e, w))
+    s = b.emit(OpKind.AGGREGATE, (y,), index="dst", reduce="sum")
+    gather, linear, aggregate = b.ops
+    good = Program((x,), (w,), (_fused([gather, linear, aggregate], [x, w], [s]),), (s,))
+    assert verify(good) is good
+    # a member reading a value from outside the region that is not a region input
+    leaky = Program((x,), (w,), (gather, _fused([linear, aggregate], [w], [s])), (s,))
+    with pytest.raises(VerifyError, match=r"after pass 'fuse': fused traversal region: member typed_linear reads "
+                                          r"%2: edge\[4\]"):
+        verify(leaky, "fuse")
+    # an ill-typed member (its output claims another shape)
+    wrong = Op(OpKind.TYPED_LINEAR, linear.inputs, (y.__class__(y.id, y.domain, (5,), y.dtype),), linear.attrs)
+    with pytest.raises(VerifyError, match="member typed_linear outputs .* but its inputs infer"):
+        verify(Program((x,), (w,), (_fused([gather, wrong], [x, w], [wrong.out]),), (wrong.out,)), "fuse")
+    # an escaping value no member defines
+    with pytest.raises(VerifyError, match="lets %4: node\\[3\\] .* escape, but no member defines it"):
+        verify(Program((x,), (w,), (_fused([gather, linear], [x, w], [s]),), (s,)), "fuse")
