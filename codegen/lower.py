@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 
 from codegen.errors import CompileError
 from codegen.ir.kernel import Access, Buffer, GemmSpec, Kernel, KernelProgram, Loop, Stmt, TraversalSpec
+from codegen.ir.ops import ALL_ROWS, definition, group_index, traits
 from codegen.ir.program import Op, OpKind, Program
 from codegen.ir.values import INDEX_MAPS, ROW_TYPES, Domain, Value
 
-GEMM_KINDS = (OpKind.TYPED_LINEAR, OpKind.TYPED_OUTER, OpKind.WEIGHT_MATMUL)
-ALL = "*"  # index name: every row belongs to group 0
 
 
 def buffer_name(v: Value) -> str:
@@ -108,35 +107,23 @@ class _Emitter:
 
     # ------------------------------------------------------------------ ops
     def op(self, op: Op) -> None:
-        kind = op.kind
-        if kind == OpKind.GATHER:
-            self.gather(op)
-        elif kind in (OpKind.EWISE, OpKind.UNARY):
-            args = [self.ref(v) for v in op.inputs]
-            self.compute(op, str(kind), args, fn=op.attr("op"), negative_slope=op.attr("negative_slope"),
-                         alpha=op.attr("alpha"))
-        elif kind == OpKind.DOT:
-            self.compute(op, "dot", [self.ref(v) for v in op.inputs])
-        elif kind == OpKind.RESHAPE:
-            self.compute(op, "reshape", [self.ref(op.inputs[0])])
-        elif kind == OpKind.SUM_TO and op.out.domain == op.inputs[0].domain:
-            self.compute(op, "sum_to", [self.ref(op.inputs[0])])
-        elif kind == OpKind.SUM_TO:
-            self.env[op.out.id] = self.reduce(self.ref(op.inputs[0]), "sum", op.out.shape, 0.0)
-        elif kind == OpKind.AGGREGATE:
-            member = self.ref(op.inputs[0])
-            fn = op.attr("reduce")
-            acc = self.reduce(member, fn, op.out.shape, 0.0 if fn == "sum" else float("-inf"))
-            if fn == "max":  # empty groups give 0, as PyG/DGL
-                fixed = _Var(self.fresh(), "row", acc.phase)
-                self.add("row", acc.phase, Stmt("unary", fixed.name, (acc.name,), op.out.shape,
-                                                (("fn", "inf_to_zero"),)))
-                acc = fixed
-            self.env[op.out.id] = acc
-        elif kind == OpKind.EDGE_SOFTMAX:
-            self.softmax(op)
-        else:
-            raise CompileError(f"{kind} cannot be lowered into a traversal kernel", op=str(kind), source_line=op.loc)
+        """The statements of ``op``, by the op table's ``emit`` rule."""
+        emit = definition(op.kind).emit
+        if emit is None:
+            raise CompileError(f"{op.kind} cannot be lowered into a traversal kernel", op=str(op.kind),
+                               source_line=op.loc)
+        emit(self, op)
+
+    def aggregate(self, op: Op) -> None:
+        """A reduction of members into their group (empty max-groups give 0, as PyG/DGL)."""
+        member = self.ref(op.inputs[0])
+        fn = op.attr("reduce")
+        acc = self.reduce(member, fn, op.out.shape, 0.0 if fn == "sum" else float("-inf"))
+        if fn == "max":
+            fixed = _Var(self.fresh(), "row", acc.phase)
+            self.add("row", acc.phase, Stmt("unary", fixed.name, (acc.name,), op.out.shape, (("fn", "inf_to_zero"),)))
+            acc = fixed
+        self.env[op.out.id] = acc
 
     def gather(self, op: Op) -> None:
         (x,) = op.inputs
@@ -241,7 +228,7 @@ class _Lowering:
 
     # ------------------------------------------------------------------ regions
     def region(self, ops: tuple[Op, ...], escaping: list[Value]) -> Kernel:
-        gemms = [op for op in ops if op.kind in GEMM_KINDS]
+        gemms = [op for op in ops if traits(op).gemm]
         name = f"k{len(self.kernels)}_{'_'.join(dict.fromkeys(str(op.kind) for op in ops))}"[:60]
         if len(gemms) > 1:
             raise CompileError("a fusion region holds more than one GEMM (internal fusion error)")
@@ -250,14 +237,13 @@ class _Lowering:
         return self.traversal(name, ops, escaping)
 
     def traversal(self, name: str, ops: tuple[Op, ...], escaping: list[Value]) -> TraversalSpec:
-        groups = {op.attr("index") for op in ops if op.kind in (OpKind.AGGREGATE, OpKind.EDGE_SOFTMAX)}
-        groups |= {ALL for op in ops if op.kind == OpKind.SUM_TO and op.out.domain != op.inputs[0].domain}
+        groups = {index for index in map(group_index, ops) if index is not None}
         if len(groups) > 1:
             raise CompileError(f"a traversal region reduces along {sorted(groups)} (internal fusion error)")
         if groups:
             index = groups.pop()
-            if index == ALL:
-                members = next(op.inputs[0].domain for op in ops if op.kind == OpKind.SUM_TO)
+            if index == ALL_ROWS:
+                members = next(op.inputs[0].domain for op in ops if group_index(op) == ALL_ROWS)
                 rows = Domain.SCALAR
             else:
                 rows, members = INDEX_MAPS[index].source, INDEX_MAPS[index].target
@@ -282,7 +268,7 @@ class _Lowering:
         raise CompileError("a GEMM operand is computed inside its own region (internal fusion error)")
 
     def gemm(self, name: str, ops: tuple[Op, ...], g: Op, escaping: list[Value]) -> GemmSpec:
-        if g.kind == OpKind.WEIGHT_MATMUL:
+        if traits(g).weight_space:
             return self.dense(name, g)
         at = ops.index(g)
         pre = _Emitter(self, None, None)  # one emitter: prologue loads, then epilogue statements
@@ -352,23 +338,24 @@ class _Lowering:
                 self.declare(v, "output")
         output_ids = {v.id for v in prog.outputs}
         for op in prog.ops:
-            if op.kind == OpKind.CONST:
+            lowering = definition(op.kind).lowering
+            if lowering == "inline":
                 self.consts[op.out.id] = op.attr("value")
                 continue
-            if op.kind == OpKind.GRAPH_CONST:
+            if lowering == "graph_buffer":
                 name = buffer_name(op.out)
                 self.buffers[name] = Buffer(name, op.out.domain, op.out.shape, op.out.dtype,
                                             f"graph:{op.attr('name')}")
                 continue
-            if op.kind == OpKind.DROPOUT_MASK:
+            if lowering == "random_buffer":
                 name = buffer_name(op.out)
                 self.buffers[name] = Buffer(name, op.out.domain, op.out.shape, op.out.dtype, "random")
                 self.random.append((name, op.attr("p")))
                 continue
-            if op.kind == OpKind.RESHAPE and op.out.id not in output_ids and op.inputs[0].id not in self.consts:
+            if lowering == "alias" and op.out.id not in output_ids and op.inputs[0].id not in self.consts:
                 self.aliases[op.out.id] = op.inputs[0]
                 continue
-            region = op.attr("region") if op.kind == OpKind.FUSED else (op,)
+            region = op.attr("region") if lowering == "region" else (op,)
             self.kernels.append(self.region(region, list(op.outputs)))  # a fused op's outputs escape
         return KernelProgram(tuple(self.buffers.values()), tuple(buffer_name(v) for v in prog.inputs),
                              tuple(buffer_name(v) for v in prog.params), tuple(buffer_name(v) for v in prog.outputs),

@@ -36,7 +36,7 @@ _METADATA = {"size", "dim", "ndimension", "numel", "__len__", "is_floating_point
 
 _ACTIVATIONS: dict[Any, str] = {
     F.relu: "relu", torch.relu: "relu", Tensor.relu: "relu",
-    F.gelu: "gelu", F.elu: "elu", F.leaky_relu: "leaky_relu",
+    F.gelu: "gelu", F.elu: "elu", F.leaky_relu: "leaky_relu", F.softplus: "softplus",
     torch.sigmoid: "sigmoid", Tensor.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
     torch.tanh: "tanh", Tensor.tanh: "tanh", F.tanh: "tanh",
     torch.exp: "exp", Tensor.exp: "exp",
@@ -307,6 +307,10 @@ class Tracer:
                 extra["negative_slope"] = float(args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01))
             if op == "elu":
                 extra["alpha"] = float(args[1] if len(args) > 1 else kwargs.get("alpha", 1.0))
+            if op == "softplus" and (tuple(args[1:]) + tuple(kwargs.values())) not in ((), (1,), (1, 20), (1.0,),
+                                                                                          (1.0, 20.0), (1, 20.0)):
+                raise CompileError("softplus: only beta=1, threshold=20 compile", op="softplus",
+                                   source_line=user_location())
             return self.emit(OpKind.UNARY, (self.as_value(x),), op=op, **extra)
         if func in _BINARY:
             op, swapped = _BINARY[func]

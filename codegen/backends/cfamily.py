@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 
 from codegen.backends.writer import CodeWriter
 from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
+from codegen.ir.ops.functions import BINARY, UNARY
 from codegen.ir.values import INDEX_MAPS, ROW_TYPES, Domain
 
 DOMAIN_ORDER = (Domain.NODE, Domain.EDGE, Domain.USRC, Domain.UDST, Domain.NTYPE, Domain.ETYPE, Domain.SCALAR)
 ABI_VERSION = 2
 
-BINARY = {"add": "({a} + {b})", "sub": "({a} - {b})", "mul": "({a} * {b})", "div": "({a} / {b})",
-          "eq": "(({a}) == ({b}) ? (real)1 : (real)0)", "maximum": "(({a}) > ({b}) ? ({a}) : ({b}))"}
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -103,26 +102,21 @@ class CFamilyPrinter:
         return name
 
     # ------------------------------------------------------------------ dialect hooks
-    def math(self, fn: str) -> str:  # spelling of a math function
-        return f"std::{fn}"
-
     def literal(self, value: float) -> str:
         if math.isinf(value):
             return "(-(real)INFINITY)" if value < 0 else "((real)INFINITY)"
         return f"(real){value!r}"
 
     # ------------------------------------------------------------------ statements
+    def math_prefix(self) -> str:  # the namespace of math functions in function spellings
+        return "std::"
+
     def unary_expr(self, s: Stmt, x: str) -> str:
-        fn = s.attr("fn")
-        slope = self.literal(s.attr("negative_slope", 0.01))
-        alpha = self.literal(s.attr("alpha", 1.0))
-        return {
-            "relu": f"gc_relu({x})", "leaky_relu": f"gc_leaky_relu({x}, {slope})", "elu": f"gc_elu({x}, {alpha})",
-            "gelu": f"gc_gelu({x})", "sigmoid": f"gc_sigmoid({x})", "tanh": f"{self.math('tanh')}({x})",
-            "exp": f"{self.math('exp')}({x})", "neg": f"(-({x}))", "identity": x, "reciprocal": f"((real)1 / ({x}))",
-            "d_relu": f"gc_d_relu({x})", "d_leaky_relu": f"gc_d_leaky_relu({x}, {slope})",
-            "d_elu": f"gc_d_elu({x}, {alpha})", "d_gelu": f"gc_d_gelu({x})", "inf_to_zero": f"gc_inf_to_zero({x})",
-        }[fn]
+        return UNARY[s.attr("fn")].c.format(x=x, std=self.math_prefix(), slope=self.literal(s.attr("negative_slope", 0.01)),
+                                            alpha=self.literal(s.attr("alpha", 1.0)))
+
+    def binary_expr(self, s: Stmt, a: str, b: str) -> str:
+        return BINARY[s.attr("fn")].c.format(a=a, b=b)
 
     def _broadcast_index(self, shape: tuple[int, ...], out: tuple[int, ...], loop_vars: list[str]) -> str:
         """Flat index into ``shape`` for the element of ``out`` at ``loop_vars`` (right-aligned broadcast)."""
@@ -164,83 +158,95 @@ class CFamilyPrinter:
         return f"#pragma omp simd {clause}".rstrip()
 
     def stmt(self, w: CodeWriter, s: Stmt, scope: _Scope, base: str) -> None:
-        shapes = scope.shapes
-        op = s.op
-        if op == "load":
-            access: Access = s.attr("access")
-            buffer = self.program.buffer(access.buffer)
-            row = _size(buffer.shape)
-            where = "0" if access.base == "global" else self.address(access, "m" if access.base == "member" else base)
-            w.line(f"const real* {s.out} = {self.use_buffer(access.buffer)} + (int64_t)({where}) * {row};")
-            shapes[s.out] = s.shape
-        elif op == "const":
-            w.line(f"const real {s.out}[1] = {{{self.literal(s.attr('value'))}}};")
-            shapes[s.out] = ()
-        elif op == "reshape":
-            w.line(f"const real* {s.out} = {s.args[0]};")
-            shapes[s.out] = s.shape
-        elif op in ("ewise", "unary"):
-            w.line(f"real {s.out}[{_size(s.shape)}];")
-            args = [(a, shapes[a]) for a in s.args]
-            if op == "ewise":
-                fn = BINARY[s.attr("fn")]
-                self.elementwise(w, s.out, s.shape, args, lambda a, b: fn.format(a=a, b=b))
-            else:
-                self.elementwise(w, s.out, s.shape, args, lambda x: self.unary_expr(s, x))
-            shapes[s.out] = s.shape
-        elif op == "dot":
-            a, b = s.args
-            width = shapes[a][-1]
-            outer = _size(s.shape)
-            w.line(f"real {s.out}[{outer}];")
-            with w.block(f"for (int64_t o = 0; o < {outer}; ++o)"):
-                w.line("real dot = (real)0;")
-                w.line(self.simd("reduction(+:dot)"))
-                w.line(f"for (int64_t f = 0; f < {width}; ++f) dot += {a}[o * {width} + f] * {b}[o * {width} + f];")
-                w.line(f"{s.out}[o] = dot;")
-            shapes[s.out] = s.shape
-        elif op == "sum_to":
-            (a,) = s.args
-            w.line(f"real {s.out}[{_size(s.shape)}];")
-            w.line(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j) {s.out}[j] = (real)0;")
-            src = shapes[a]
-            loop_vars = [f"j{d}" for d in range(len(src))]
-            for d, extent in enumerate(src):
-                w.line(f"for (int64_t j{d} = 0; j{d} < {extent}; ++j{d})")
-            flat = " + ".join(f"j{d} * {_size(src[d + 1:])}" for d in range(len(src))) or "0"
-            w.line(f"  {s.out}[{self._broadcast_index(s.shape, src, loop_vars)}] += {a}[{flat}];")
-            shapes[s.out] = s.shape
-        elif op == "init":
-            w.line(f"real {s.out}[{_size(s.shape)}];")
-            w.line(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j) {s.out}[j] = {self.literal(s.attr('value'))};")
-            shapes[s.out] = s.shape
-        elif op == "reduce":
-            (a,) = s.args
-            if s.attr("fn") == "softmax":
-                peak, exp = s.attr("peak"), self.math("exp")
-                with w.block(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j)"):
-                    w.line(f"const real hi = {a}[j] > {peak}[j] ? {a}[j] : {peak}[j];")
-                    w.line(f"{s.out}[j] = {s.out}[j] * {exp}({peak}[j] - hi) + {exp}({a}[j] - hi);")
-                    w.line(f"{peak}[j] = hi;")
-            elif s.attr("fn") == "sum":
-                self.elementwise(w, s.out, s.shape, [(a, shapes[a])], lambda x: x, op="+=")
-            else:
-                self.elementwise(w, s.out, s.shape, [(s.out, s.shape), (a, shapes[a])],
-                                 lambda acc, x: f"(({x}) > ({acc}) ? ({x}) : ({acc}))")
-        elif op == "store":
-            access = s.attr("access")
-            (a,) = s.args
-            buffer = self.program.buffer(access.buffer)
-            row = _size(buffer.shape)
-            where = "0" if buffer.domain == Domain.SCALAR else self.address(
-                access, "m" if access.base == "member" else base)
-            mode = "+=" if s.attr("mode") == "add" else "="
-            if mode == "+=" and access.chain:
-                mode = "atomic+="  # rows of different threads may land on the same target
-            self.elementwise(w, f"({self.use_buffer(access.buffer)} + (int64_t)({where}) * {row})", buffer.shape,
-                             [(a, shapes[a])], lambda x: x, op=mode)
+        """Print one statement through :attr:`STATEMENTS`."""
+        spell = self.STATEMENTS.get(s.op)
+        if spell is None:
+            raise ValueError(f"cannot print statement {s.op!r}")
+        spell(self, w, s, scope.shapes, base)
+
+    def _load(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        access: Access = s.attr("access")
+        row = _size(self.program.buffer(access.buffer).shape)
+        where = "0" if access.base == "global" else self.address(access, "m" if access.base == "member" else base)
+        w.line(f"const real* {s.out} = {self.use_buffer(access.buffer)} + (int64_t)({where}) * {row};")
+        shapes[s.out] = s.shape
+
+    def _const(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        w.line(f"const real {s.out}[1] = {{{self.literal(s.attr('value'))}}};")
+        shapes[s.out] = ()
+
+    def _reshape(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        w.line(f"const real* {s.out} = {s.args[0]};")
+        shapes[s.out] = s.shape
+
+    def _ewise(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        w.line(f"real {s.out}[{_size(s.shape)}];")
+        self.elementwise(w, s.out, s.shape, [(a, shapes[a]) for a in s.args], lambda a, b: self.binary_expr(s, a, b))
+        shapes[s.out] = s.shape
+
+    def _unary(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        w.line(f"real {s.out}[{_size(s.shape)}];")
+        self.elementwise(w, s.out, s.shape, [(a, shapes[a]) for a in s.args], lambda x: self.unary_expr(s, x))
+        shapes[s.out] = s.shape
+
+    def _dot(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        a, b = s.args
+        width = shapes[a][-1]
+        outer = _size(s.shape)
+        w.line(f"real {s.out}[{outer}];")
+        with w.block(f"for (int64_t o = 0; o < {outer}; ++o)"):
+            w.line("real dot = (real)0;")
+            w.line(self.simd("reduction(+:dot)"))
+            w.line(f"for (int64_t f = 0; f < {width}; ++f) dot += {a}[o * {width} + f] * {b}[o * {width} + f];")
+            w.line(f"{s.out}[o] = dot;")
+        shapes[s.out] = s.shape
+
+    def _sum_to(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        (a,) = s.args
+        w.line(f"real {s.out}[{_size(s.shape)}];")
+        w.line(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j) {s.out}[j] = (real)0;")
+        src = shapes[a]
+        loop_vars = [f"j{d}" for d in range(len(src))]
+        for d, extent in enumerate(src):
+            w.line(f"for (int64_t j{d} = 0; j{d} < {extent}; ++j{d})")
+        flat = " + ".join(f"j{d} * {_size(src[d + 1:])}" for d in range(len(src))) or "0"
+        w.line(f"  {s.out}[{self._broadcast_index(s.shape, src, loop_vars)}] += {a}[{flat}];")
+        shapes[s.out] = s.shape
+
+    def _init(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        w.line(f"real {s.out}[{_size(s.shape)}];")
+        w.line(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j) {s.out}[j] = {self.literal(s.attr('value'))};")
+        shapes[s.out] = s.shape
+
+    def _reduce(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        (a,) = s.args
+        if s.attr("fn") == "softmax":
+            peak, exp = s.attr("peak"), f"{self.math_prefix()}exp"
+            with w.block(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j)"):
+                w.line(f"const real hi = {a}[j] > {peak}[j] ? {a}[j] : {peak}[j];")
+                w.line(f"{s.out}[j] = {s.out}[j] * {exp}({peak}[j] - hi) + {exp}({a}[j] - hi);")
+                w.line(f"{peak}[j] = hi;")
+        elif s.attr("fn") == "sum":
+            self.elementwise(w, s.out, s.shape, [(a, shapes[a])], lambda x: x, op="+=")
         else:
-            raise ValueError(f"cannot print statement {op!r}")
+            self.elementwise(w, s.out, s.shape, [(s.out, s.shape), (a, shapes[a])],
+                             lambda acc, x: f"(({x}) > ({acc}) ? ({x}) : ({acc}))")
+
+    def _store(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
+        access = s.attr("access")
+        (a,) = s.args
+        buffer = self.program.buffer(access.buffer)
+        row = _size(buffer.shape)
+        where = "0" if buffer.domain == Domain.SCALAR else self.address(access, "m" if access.base == "member" else base)
+        mode = "+=" if s.attr("mode") == "add" else "="
+        if mode == "+=" and access.chain:
+            mode = "atomic+="  # rows of different threads may land on the same target
+        self.elementwise(w, f"({self.use_buffer(access.buffer)} + (int64_t)({where}) * {row})", buffer.shape,
+                         [(a, shapes[a])], lambda x: x, op=mode)
+
+    # one spelling per level-2 statement op (``STMT_OPS``); dialects override the methods
+    STATEMENTS = {"load": _load, "const": _const, "reshape": _reshape, "ewise": _ewise, "unary": _unary,
+                  "dot": _dot, "sum_to": _sum_to, "init": _init, "reduce": _reduce, "store": _store}
 
     def body(self, w: CodeWriter, body, scope: _Scope, base: str, group_ptr: str | None, group_perm: str | None):
         for s in body:

@@ -57,12 +57,16 @@ class Access:
     base: str = "row"
 
 
+# The statement ops of level 2; every printer spells each of them (tests/codegen/test_op_table.py).
+STMT_OPS = ("load", "const", "reshape", "ewise", "unary", "dot", "sum_to", "init", "reduce", "store")
+
+
 @dataclass(frozen=True, slots=True)
 class Stmt:
     """One statement on small row vectors.
 
-    ``op`` is one of: ``load`` (``access``), ``const`` (``value``), ``graph_const`` (``name``,
-    ``access``), ``ewise`` / ``unary`` (``fn``), ``dot``, ``sum_to`` (``shape``), ``reshape``
+    ``op`` is one of :data:`STMT_OPS`: ``load`` (``access``), ``const`` (``value``),
+    ``ewise`` / ``unary`` (``fn``), ``dot``, ``sum_to`` (``shape``), ``reshape``
     (``shape``), ``init`` (``value``: 0 or -inf), ``reduce`` (``fn``: sum | max | softmax; ``out``
     is the accumulator; ``softmax`` keeps the running max in accumulator ``peak`` and rescales
     ``out``, the sum of exponentials, whenever it grows), ``store`` (``access``, ``mode``: set|add).

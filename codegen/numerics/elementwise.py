@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "exp", "neg", "identity", "reciprocal")
-DERIVATIVES = ("d_relu", "d_leaky_relu", "d_elu", "d_gelu")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "exp", "neg", "identity", "reciprocal",
+               "softplus")
+DERIVATIVES = ("d_relu", "d_leaky_relu", "d_elu", "d_gelu", "d_softplus")
+UNARY = (*ACTIVATIONS, *DERIVATIVES, "inf_to_zero")  # inf_to_zero: empty max-groups give 0
 BINARY = ("add", "sub", "mul", "div", "eq", "maximum")
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -32,6 +34,8 @@ def activation(op: str, x: Tensor, negative_slope: float = 0.01, alpha: float = 
         return getattr(torch, op)(x)
     if op == "identity":
         return x
+    if op == "softplus":  # log(1 + e^x), linear above 20 (as torch's default threshold)
+        return F.softplus(x)
     if op == "d_relu":
         return (x > 0).to(x.dtype)
     if op == "d_leaky_relu":
@@ -40,7 +44,11 @@ def activation(op: str, x: Tensor, negative_slope: float = 0.01, alpha: float = 
         return torch.where(x > 0, torch.ones_like(x), alpha * torch.exp(x))
     if op == "d_gelu":  # d/dx x Phi(x) = Phi(x) + x phi(x)
         return 0.5 * (1.0 + torch.erf(x * _INV_SQRT2)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    raise ValueError(f"unknown activation {op!r}; known: {ACTIVATIONS + DERIVATIVES}")
+    if op == "d_softplus":  # sigmoid below the threshold, 1 above it (as torch's softplus backward)
+        return torch.where(x > 20, torch.ones_like(x), torch.sigmoid(x))
+    if op == "inf_to_zero":
+        return torch.where(torch.isinf(x), torch.zeros_like(x), x)
+    raise ValueError(f"unknown activation {op!r}; known: {UNARY}")
 
 
 def binary(op: str, a: Tensor, b: Tensor) -> Tensor:
@@ -52,3 +60,16 @@ def binary(op: str, a: Tensor, b: Tensor) -> Tensor:
     if op in ("add", "sub", "mul", "div"):
         return getattr(torch, op)(a, b)
     raise ValueError(f"unknown binary op {op!r}; known: {BINARY}")
+
+
+def sum_to(x: Tensor, shape: tuple[int, ...], has_rows: bool, keep_rows: bool) -> Tensor:
+    """Sum broadcast axes of ``x`` down to row shape ``shape``; with ``has_rows`` the first axis
+    is the row axis, summed away unless ``keep_rows`` (the gradient of a broadcast operand)."""
+    if has_rows and not keep_rows:
+        x, has_rows = x.sum(0), False
+    lead = 1 if has_rows else 0
+    extra = x.dim() - lead - len(shape)
+    if extra:
+        x = x.sum(dim=tuple(range(lead, lead + extra)))
+    dims = tuple(lead + i for i, s in enumerate(shape) if s == 1 and x.size(lead + i) != 1)
+    return x.sum(dim=dims, keepdim=True) if dims else x

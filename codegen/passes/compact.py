@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from codegen.ir.ops import traits
 from codegen.ir.program import Builder, OpKind, Program, splice
 from codegen.ir.values import Domain, Value
 from codegen.passes.context import PassContext
@@ -27,7 +28,6 @@ NAME = "compact"
 # side -> (node index of the pair, edge -> pair index, relation index of the pair, pair domain)
 SIDES = {"src": ("usrc_node", "usrc_inv", "usrc_etype", Domain.USRC),
          "dst": ("udst_node", "udst_inv", "udst_etype", Domain.UDST)}
-ROW_LOCAL = (OpKind.TYPED_LINEAR, OpKind.UNARY, OpKind.EWISE, OpKind.DOT, OpKind.RESHAPE)
 
 
 def pair_form(v: Value, side: str, producers, builder: Builder) -> Value | None:
@@ -68,7 +68,7 @@ def _compact_op(program: Program, index: int, side: str) -> Program | None:
         attrs = dict(op.attrs)
         result = builder.emit(OpKind.TYPED_OUTER, (xs, dys), **attrs)
         return splice(program, index, builder.ops, op.out, result)
-    if op.kind not in ROW_LOCAL:
+    if not traits(op).row_local:
         return None
     if op.kind == OpKind.TYPED_LINEAR and op.inputs[1].domain not in (Domain.ETYPE, Domain.SCALAR):
         return None

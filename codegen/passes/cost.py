@@ -11,15 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-import torch
-
+from codegen.ir.ops import definition
+from codegen.ir.ops.base import elements
 from codegen.ir.program import Op, OpKind, Program
-from codegen.ir.values import TYPE_DOMAINS, Domain, Value
 from codegen.passes.context import GraphStats, PassContext
-
-ELEMENTWISE_FLOPS = {OpKind.EWISE: 1, OpKind.UNARY: 4, OpKind.DOT: 2, OpKind.EDGE_SOFTMAX: 6,
-                     OpKind.AGGREGATE: 1, OpKind.SUM_TO: 1, OpKind.DROPOUT_MASK: 2}
-
 
 @dataclass(frozen=True)
 class Cost:
@@ -30,34 +25,15 @@ class Cost:
         return Cost(self.flops + other.flops, self.bytes + other.bytes)
 
 
-def elements(v: Value, stats: GraphStats) -> int:
-    """Number of scalars ``v`` holds on this graph."""
-    return (1 if v.domain == Domain.SCALAR else stats[v.domain]) * v.row_size
-
-
 def op_cost(op: Op, stats: GraphStats) -> Cost:
+    """FLOPs by the op table's rule; bytes: every input read and the output written once, none
+    for views (their consumer pays for reading the rows)."""
+    entry = definition(op.kind)
+    if entry.traits.view:
+        return Cost(0.0, 0.0)
     itemsize = 8 if op.out.dtype == "float64" else 4
     moved = sum(elements(v, stats) for v in op.inputs) + elements(op.out, stats)
-    if op.kind in (OpKind.TYPED_LINEAR, OpKind.TYPED_OUTER):
-        rows = stats[op.inputs[0].domain]
-        x, other = op.inputs
-        width = op.out.row_size if op.kind == OpKind.TYPED_LINEAR else other.row_size
-        flops = 2.0 * rows * x.row_size * width
-        if op.attr("per_head"):
-            flops /= x.shape[0]
-        return Cost(flops, moved * itemsize)
-    if op.kind == OpKind.WEIGHT_MATMUL:
-        lhs, _ = op.attr("equation").split("->")
-        sizes: dict[str, int] = {}
-        for spec, v in zip(lhs.split(","), op.inputs):
-            full = ((stats[v.domain],) if v.domain in TYPE_DOMAINS else ()) + v.shape
-            sizes.update(zip(spec, full))
-        return Cost(2.0 * float(torch.tensor(list(sizes.values()), dtype=torch.float64).prod()), moved * itemsize)
-    if op.kind in (OpKind.CONST, OpKind.GRAPH_CONST, OpKind.RESHAPE, OpKind.GATHER):
-        return Cost(0.0, 0.0)  # views: their consumer pays for reading the rows
-    per = ELEMENTWISE_FLOPS.get(op.kind, 0)
-    biggest = max([elements(v, stats) for v in op.inputs] + [elements(op.out, stats)])
-    return Cost(float(per * biggest), moved * itemsize)
+    return Cost(entry.flops(op, stats), moved * itemsize)
 
 
 def estimate(program: Program, stats: GraphStats) -> Cost:

@@ -1,10 +1,11 @@
 """Common-subexpression elimination: one op per distinct (kind, inputs, attrs).
 
-Random ops (``dropout_mask``) are never merged: two masks are two draws.
+Ops with the ``distinct`` trait are never merged: two dropout masks are two draws.
 """
 from __future__ import annotations
 
-from codegen.ir.program import OpKind, Program, rebuild
+from codegen.ir.ops import traits
+from codegen.ir.program import Program, rebuild
 from codegen.ir.values import Value
 from codegen.passes.context import PassContext
 
@@ -16,7 +17,7 @@ def run(program: Program, ctx: PassContext) -> Program:
     for op in program.ops:
         inputs = tuple(mapping.get(v.id, v).id for v in op.inputs)
         key = (op.kind, inputs, op.attrs)
-        if op.kind not in (OpKind.DROPOUT_MASK, OpKind.FUSED) and key in seen:
+        if not traits(op).distinct and key in seen:
             mapping[op.out.id] = seen[key]
             continue
         seen[key] = op.out

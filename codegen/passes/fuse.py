@@ -17,24 +17,19 @@ loads there); merges that would create a dependency cycle between regions are re
 from __future__ import annotations
 
 from codegen.errors import VerifyError
+from codegen.ir.ops import ALL_ROWS, group_index, traits
 from codegen.ir.program import Op, OpKind, Program
-from codegen.ir.values import INDEX_MAPS, Domain, Value
+from codegen.ir.values import INDEX_MAPS, ROW_DOMAINS, Domain, Value
 from codegen.passes import dce
 from codegen.passes.context import PassContext
 
 NAME = "fuse"
-GEMM = (OpKind.TYPED_LINEAR, OpKind.TYPED_OUTER)
-EPILOGUE = (OpKind.EWISE, OpKind.UNARY, OpKind.RESHAPE)
-OUTSIDE = (OpKind.CONST, OpKind.GRAPH_CONST, OpKind.DROPOUT_MASK, OpKind.WEIGHT_MATMUL, OpKind.FUSED)
-REDUCTIONS = (OpKind.AGGREGATE, OpKind.EDGE_SOFTMAX)
 
 
-def _reduction_index(op: Op) -> str | None:
-    if op.kind in REDUCTIONS:
-        return op.attr("index")
-    if op.kind == OpKind.SUM_TO and op.out.domain != op.inputs[0].domain:
-        return "*"
-    return None
+def _row_gemm(op: Op) -> bool:
+    """A GEMM over rows (its own kind of region), not one between whole weights."""
+    t = traits(op)
+    return t.gemm and not t.weight_space
 
 
 class _Graph:
@@ -88,7 +83,7 @@ class _Graph:
         """
         while op.kind == OpKind.GATHER:
             p = self.producer.get(op.inputs[0].id)
-            if p is None or p.kind in OUTSIDE or id(p) in gemm_ops:
+            if p is None or traits(p).standalone or id(p) in gemm_ops:
                 return True
             op = p
         return False
@@ -97,13 +92,13 @@ class _Graph:
 def _schedulable(ops: list[Op], g: _Graph) -> bool:
     """Can one traversal kernel run ``ops`` (see module doc)?"""
     ids = {id(op) for op in ops}
-    indices = {i for i in (_reduction_index(op) for op in ops) if i is not None}
+    indices = {i for i in (group_index(op) for op in ops) if i is not None}
     if len(indices) > 1:
         return False
     if indices:
         index = indices.pop()
-        if index == "*":
-            member = next(op.inputs[0].domain for op in ops if _reduction_index(op) == "*")
+        if index == ALL_ROWS:
+            member = next(op.inputs[0].domain for op in ops if group_index(op) == ALL_ROWS)
             group = Domain.SCALAR
         else:
             member, group = INDEX_MAPS[index].target, INDEX_MAPS[index].source
@@ -121,7 +116,7 @@ def _schedulable(ops: list[Op], g: _Graph) -> bool:
                 continue
             if op.kind == OpKind.GATHER and op.attr("index") == index:
                 continue  # a member reads its group's value
-            if _reduction_index(op) == index and index is not None:
+            if group_index(op) == index and index is not None:
                 continue  # members reduced into their group
             return False
     return True
@@ -129,7 +124,7 @@ def _schedulable(ops: list[Op], g: _Graph) -> bool:
 
 def _gemm_region(op: Op, g: _Graph, taken: set[int]) -> list[Op]:
     region = [op]
-    if op.kind != OpKind.TYPED_LINEAR:
+    if op.out.domain not in ROW_DOMAINS:  # a weight gradient takes its prologue only
         return region
     v = op.out
     while v.id not in g.outputs:
@@ -137,7 +132,7 @@ def _gemm_region(op: Op, g: _Graph, taken: set[int]) -> list[Op]:
         if len(users) != 1 or id(users[0]) in taken:
             break
         u = users[0]
-        if u.kind in EPILOGUE and u.out.domain == op.out.domain and not g.creates_cycle(region + [u]):
+        if traits(u).epilogue and u.out.domain == op.out.domain and not g.creates_cycle(region + [u]):
             region.append(u)
             v = u.out
             continue
@@ -182,14 +177,14 @@ def run(program: Program, ctx: PassContext) -> Program:
 
     taken: set[int] = set()
     for op in g.ops:
-        if op.kind in GEMM:
+        if _row_gemm(op):
             region = _gemm_region(op, g, taken)
             taken.update(id(o) for o in region)
             new_region(region, "gemm")
     gemm_ops = set(taken)
 
     for op in g.ops:
-        if id(op) in taken or op.kind in OUTSIDE or op.kind in GEMM:
+        if id(op) in taken or traits(op).standalone or _row_gemm(op):
             continue
         if g.is_load(op, gemm_ops):
             continue  # copied into the regions that read it
@@ -253,7 +248,7 @@ def run(program: Program, ctx: PassContext) -> Program:
 
 
 def _schedule(ops: list[Op]) -> tuple:
-    indices = {i for i in (_reduction_index(op) for op in ops) if i is not None}
+    indices = {i for i in (group_index(op) for op in ops) if i is not None}
     domains = {op.out.domain for op in ops if op.out.domain != Domain.SCALAR}
     return (tuple(sorted(indices)), () if indices else tuple(sorted(map(str, domains))))
 

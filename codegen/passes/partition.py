@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.ir.program import OpKind, Program
+from codegen.ir.ops import traits
+from codegen.ir.program import Program
 from codegen.ir.values import Domain, Value
 from codegen.passes import dce
 from codegen.passes.context import PassContext
 
-RECOMPUTE = {OpKind.GATHER, OpKind.RESHAPE, OpKind.CONST, OpKind.GRAPH_CONST, OpKind.UNARY, OpKind.EWISE,
-             OpKind.DOT, OpKind.SUM_TO}
 COMPACT = {Domain.USRC, Domain.UDST}
 
 
@@ -55,7 +54,7 @@ def run(joint: Program, ctx: PassContext) -> Partition:
         if v.id in available or v.id in saved or v.id in recomputed:
             return
         op = producer[v.id]
-        if op.kind in RECOMPUTE or (op.kind == OpKind.TYPED_LINEAR and v.domain in COMPACT):
+        if traits(op).recompute or (traits(op).gemm and v.domain in COMPACT):
             recomputed.add(v.id)
             for i in op.inputs:
                 need(i)

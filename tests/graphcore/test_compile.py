@@ -242,3 +242,32 @@ def test_compiling_a_compiled_model_compiles_the_model_with_the_new_options():
     assert twice._graphcore_original is model and twice._graphcore_options["backend"] == "torch"
     assert type(twice).__mro__[1:3] == (CompiledMixin, TwoLayer)
     assert_same_forward_and_grads(model, twice, g, torch.randn(g.num_nodes(), 6))
+
+
+class SoftplusRGCN(torch.nn.Module):
+    """An activation added to the compiler through the op table (numerics, functions, trace)."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.conv = gc.nn.RGCN(6, 4, g.num_relations)
+
+    def forward(self, g, x):
+        return F.softplus(self.conv(g, x) * 8.0)  # * 8: both branches of the threshold are taken
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_an_activation_added_through_the_op_table_compiles_with_gradients(backend):
+    g = GRAPHS["mixed"]
+    model = SoftplusRGCN(g)
+    compiled = gc.compile(model, backend=backend)
+    assert_same_forward_and_grads(model, compiled, g, torch.randn(g.num_nodes(), 6))
+
+
+def test_softplus_with_other_parameters_is_refused():
+    class Scaled(SoftplusRGCN):
+        def forward(self, g, x):
+            return F.softplus(self.conv(g, x), beta=2.0)
+
+    g = GRAPHS["mixed"]
+    with pytest.raises(gc.CompileError, match="only beta=1, threshold=20"):
+        gc.compile(Scaled(g))(g, torch.randn(g.num_nodes(), 6))

@@ -24,8 +24,8 @@ class CudaPrinter(CFamilyPrinter):
         super().__init__(program, prefix)
         self.launches: list[str] = []
 
-    def math(self, fn: str) -> str:
-        return fn  # CUDA's math overloads for float and double
+    def math_prefix(self) -> str:
+        return ""  # CUDA's math overloads for float and double
 
     def simd(self, clause: str = "") -> str:
         return ""

@@ -7,11 +7,11 @@ against and the executable proof that lowering and every pass are right.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from codegen.ir.evaluate import sum_to
 from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
 from codegen.ir.values import Domain
 from codegen.numerics import elementwise, segment
@@ -26,6 +26,26 @@ def _address(layout: GraphLayout, chain: tuple[str, ...], ids: Tensor) -> Tensor
     for name in chain:
         ids = torch.zeros_like(ids) if name == "*" else layout.index(name).index_select(0, ids)
     return ids
+
+
+@dataclass
+class _Rows:
+    """Where a statement runs: the buffers, the kernel's variables and their levels, the row and
+    member ids, each member's group, and whether it runs inside a loop over members."""
+
+    env: dict[str, Tensor]
+    local: dict[str, Tensor]
+    levels: dict[str, str]
+    ids: Tensor
+    member_ids: Tensor | None
+    group: Tensor | None
+    in_loop: bool
+
+    def level(self, names=()) -> str:
+        """The level of a result computed from variables ``names`` (none: a fresh load's)."""
+        if not names:
+            return "member" if self.in_loop else "row"
+        return TorchExecutable._level(names, self.levels, self.in_loop)
 
 
 class TorchExecutable:
@@ -144,64 +164,71 @@ class TorchExecutable:
         return value
 
     def _stmt(self, s: Stmt, env, local, levels, ids, member_ids, group, in_loop: bool) -> None:
+        """Run one statement for all rows at once, through :attr:`STATEMENTS`."""
+        run = self.STATEMENTS.get(s.op)
+        if run is None:
+            raise ValueError(f"unknown statement {s.op!r}")
         args = [self._arg(a, local, levels, group, in_loop) for a in s.args]
-        level = "member" if in_loop else "row"
-        op = s.op
-        if op == "load":
-            access: Access = s.attr("access")
-            base = member_ids if access.base == "member" else ids
-            out = self._read(access, env, base)
-            level = "global" if access.base == "global" else level
-            out = out.reshape(s.shape) if level == "global" else out.reshape(out.size(0), *s.shape)
-        elif op == "const":
-            out, level = torch.tensor(s.attr("value"), dtype=self._dtype(env), device=self.layout.device), "global"
-        elif op == "ewise":
-            out = elementwise.binary(s.attr("fn"), args[0], args[1])
-            level = self._level(s.args, levels, in_loop)
-        elif op == "unary":
-            x = args[0]
-            fn = s.attr("fn")
-            if fn == "inf_to_zero":
-                out = torch.where(torch.isinf(x), torch.zeros_like(x), x)
-            else:
-                out = elementwise.activation(fn, x, s.attr("negative_slope", 0.01), s.attr("alpha", 1.0))
-            level = self._level(s.args, levels, in_loop)
-        elif op == "dot":
-            out = (args[0] * args[1]).sum(-1, keepdim=True)
-            level = self._level(s.args, levels, in_loop)
-        elif op == "reshape":
-            level = self._level(s.args, levels, in_loop)
-            out = args[0].reshape(s.shape) if level == "global" else args[0].reshape(args[0].size(0), *s.shape)
-        elif op == "sum_to":
-            level = self._level(s.args, levels, in_loop)
-            out = sum_to(args[0], s.shape, has_rows=level != "global", keep_rows=True)
-        elif op == "init":
-            out = torch.full((ids.numel(), *s.shape), s.attr("value"), dtype=self._dtype(env), device=ids.device)
-            level = "row"
-        elif op == "reduce":
-            acc = local[s.out]
-            contrib = args[0]
-            if contrib.dim() == 0 or levels.get(s.args[0]) == "global":
-                contrib = contrib.expand(member_ids.numel(), *s.shape)
-            if s.attr("fn") == "softmax":  # the online max-and-sum, computed as two scatters
-                index = group.view(-1, *([1] * len(s.shape))).expand(-1, *s.shape)
-                peak = local[s.attr("peak")].scatter_reduce(0, index, contrib, "amax")
-                local[s.attr("peak")] = peak
-                local[s.out] = acc + segment.scatter_sum(torch.exp(contrib - peak.index_select(0, group)), group,
-                                                         acc.size(0))
-            elif s.attr("fn") == "sum":
-                local[s.out] = acc + segment.scatter_sum(contrib.reshape(-1, *s.shape), group, acc.size(0))
-            else:
-                index = group.view(-1, *([1] * len(s.shape))).expand(-1, *s.shape)
-                local[s.out] = acc.scatter_reduce(0, index, contrib.reshape(-1, *s.shape), "amax")
-            return
-        elif op == "store":
-            self._store(s, args[0], env, ids, member_ids, in_loop)
-            return
+        result = run(self, s, args, _Rows(env, local, levels, ids, member_ids, group, in_loop))
+        if result is not None:
+            local[s.out], levels[s.out] = result
+
+    def _load(self, s, args, at):
+        access: Access = s.attr("access")
+        out = self._read(access, at.env, at.member_ids if access.base == "member" else at.ids)
+        if access.base == "global":
+            return out.reshape(s.shape), "global"
+        return out.reshape(out.size(0), *s.shape), at.level()
+
+    def _const(self, s, args, at):
+        return torch.tensor(s.attr("value"), dtype=self._dtype(at.env), device=self.layout.device), "global"
+
+    def _ewise(self, s, args, at):
+        return elementwise.binary(s.attr("fn"), args[0], args[1]), at.level(s.args)
+
+    def _unary(self, s, args, at):
+        return (elementwise.activation(s.attr("fn"), args[0], s.attr("negative_slope", 0.01), s.attr("alpha", 1.0)),
+                at.level(s.args))
+
+    def _dot(self, s, args, at):
+        return (args[0] * args[1]).sum(-1, keepdim=True), at.level(s.args)
+
+    def _reshape(self, s, args, at):
+        level = at.level(s.args)
+        return (args[0].reshape(s.shape) if level == "global" else args[0].reshape(args[0].size(0), *s.shape)), level
+
+    def _sum_to(self, s, args, at):
+        level = at.level(s.args)
+        return elementwise.sum_to(args[0], s.shape, has_rows=level != "global", keep_rows=True), level
+
+    def _init(self, s, args, at):
+        return (torch.full((at.ids.numel(), *s.shape), s.attr("value"), dtype=self._dtype(at.env),
+                           device=at.ids.device), "row")
+
+    def _reduce(self, s, args, at):
+        local, group = at.local, at.group
+        acc = local[s.out]
+        contrib = args[0]
+        if contrib.dim() == 0 or at.levels.get(s.args[0]) == "global":
+            contrib = contrib.expand(at.member_ids.numel(), *s.shape)
+        if s.attr("fn") == "softmax":  # the online max-and-sum, computed as two scatters
+            index = group.view(-1, *([1] * len(s.shape))).expand(-1, *s.shape)
+            peak = local[s.attr("peak")].scatter_reduce(0, index, contrib, "amax")
+            local[s.attr("peak")] = peak
+            local[s.out] = acc + segment.scatter_sum(torch.exp(contrib - peak.index_select(0, group)), group,
+                                                     acc.size(0))
+        elif s.attr("fn") == "sum":
+            local[s.out] = acc + segment.scatter_sum(contrib.reshape(-1, *s.shape), group, acc.size(0))
         else:
-            raise ValueError(f"unknown statement {op!r}")
-        local[s.out] = out
-        levels[s.out] = level
+            index = group.view(-1, *([1] * len(s.shape))).expand(-1, *s.shape)
+            local[s.out] = acc.scatter_reduce(0, index, contrib.reshape(-1, *s.shape), "amax")
+
+    def _store_stmt(self, s, args, at):
+        self._store(s, args[0], at.env, at.ids, at.member_ids, at.in_loop)
+
+    # one implementation per level-2 statement op (``STMT_OPS``)
+    STATEMENTS = {"load": _load, "const": _const, "ewise": _ewise, "unary": _unary, "dot": _dot,
+                  "reshape": _reshape, "sum_to": _sum_to, "init": _init, "reduce": _reduce, "store": _store_stmt}
 
     @staticmethod
     def _level(names, levels, in_loop: bool) -> str:
