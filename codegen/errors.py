@@ -14,6 +14,10 @@ class GraphError(GraphcoreError, ValueError):
     """A graph, feature tensor or dataset file that graphcore cannot accept."""
 
 
+class OptionError(GraphcoreError, ValueError):
+    """An option graphcore does not know (a pass, a backend mode); the message lists the known ones."""
+
+
 class CompileError(GraphcoreError):
     """The compiler met something it cannot handle (an op, a shape, a backend).
 

@@ -21,11 +21,14 @@ from torch import Tensor, nn
 from codegen import backends
 from codegen.errors import CompileError, GraphError
 from codegen.passes.context import GraphStats
-from codegen.passes.pipeline import OPTIONAL, Plan, build_plan
-from codegen.runtime.autograd import PlanRunner
-from codegen.runtime.buffers import WorkspacePool
+from codegen.driver.plan import Plan, build_plan
+from codegen.passes.registry import resolve_passes
+from codegen.driver.runner import PlanRunner
+from codegen.runtime.workspace import WorkspacePool
 from graphcore.graph import HeteroGraph
-from graphcore.trace import trace
+from codegen.ir.program import Program
+from graphcore import ops
+from graphcore.trace import EDGE_INPUT_PREFIX, trace
 
 
 class CompiledMixin:
@@ -51,9 +54,10 @@ class CompiledMixin:
             self._graphcore_eager = True
             return self._eager(g, *inputs)
         params = [self._graphcore_params[name] for name in runner.param_names]
+        inputs = (*inputs, *edge_inputs(g, runner.edge_fields))
         train = torch.is_grad_enabled() and (any(t.requires_grad for t in inputs) or
                                              any(p.requires_grad for p in params))
-        outs = runner.apply(list(inputs), params) if train else runner.infer(list(inputs), params)
+        outs = runner.apply(list(inputs), params) if train else runner.run_inference(list(inputs), params)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _eager(self, g, *inputs):
@@ -68,22 +72,25 @@ class CompiledMixin:
     def _runner(self, g: HeteroGraph, inputs: tuple[Tensor, ...]) -> PlanRunner:
         check_inputs(g, inputs)
         grad = torch.is_grad_enabled()
-        grad_inputs = tuple(grad and t.requires_grad for t in inputs)
+        edge_grads = tuple((name, grad and any(t.requires_grad for t in field.values()))
+                           for name, field in g.edge_data.items())
         params_need = grad and any(p.requires_grad for p in self._graphcore_params.values())
-        train = any(grad_inputs) or params_need
         key = (tuple(tuple(t.shape[1:]) for t in inputs), inputs[0].dtype, inputs[0].device.type, self.training,
-               train, grad_inputs)
+               params_need, tuple(grad and t.requires_grad for t in inputs), edge_grads)
         per_graph = self._graphcore_plans.setdefault(g, {})
         if key not in per_graph:
             options = self._graphcore_options
             original = self._graphcore_original
             original.train(self.training)
             traced, names = trace(original, g, inputs)
+            fields = edge_fields(traced, len(inputs))
+            grad_inputs = (*(grad and t.requires_grad for t in inputs), *(dict(edge_grads)[f] for f in fields))
+            train = any(grad_inputs) or params_need
             dump = options["dump_dir"]
             if dump is not None:
                 dump = _fresh_folder(Path(dump), f"{type(original).__name__}_plan{{}}_{'train' if train else 'infer'}")
             plan = build_plan(traced, GraphStats.from_layout(g.layout), train=train,
-                              grad_inputs=grad_inputs if train else tuple(False for _ in inputs),
+                              grad_inputs=grad_inputs if train else tuple(False for _ in grad_inputs),
                               passes=options["passes"], dump_dir=dump)
             backend = backends.resolve(options["backend"], inputs[0].device.type)
             # plans of one compiled model run one at a time: they share one pool of temporaries
@@ -91,7 +98,7 @@ class CompiledMixin:
             if device not in self._graphcore_pools:
                 self._graphcore_pools[device] = WorkspacePool(inputs[0].device)
             per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names,
-                                        self._graphcore_pools[device])
+                                        self._graphcore_pools[device], fields)
             source = getattr(per_graph[key].forward, "source", None)  # native backends: one translation unit
             if dump is not None and source is not None:
                 (dump / ("module.cu" if backend == "cuda" else "module.cpp")).write_text(source)
@@ -141,6 +148,17 @@ def check_inputs(g: HeteroGraph, inputs: tuple[Tensor, ...]) -> None:
             raise GraphError(f"input {i} is on {t.device} but the graph is on {device}; move both with .to(device)")
 
 
+def edge_fields(traced: Program, num_node_inputs: int) -> tuple[str, ...]:
+    """Names of the edge-data fields a traced program reads, in its input order (after the node inputs)."""
+    return tuple(v.name.removeprefix(EDGE_INPUT_PREFIX) for v in traced.inputs[num_node_inputs:])
+
+
+def edge_inputs(g: HeteroGraph, fields: tuple[str, ...]) -> list[Tensor]:
+    """The graph's edge-data tensors for ``fields``, in canonical edge order (read on every call:
+    a sampled batch or a new weight brings its own)."""
+    return [ops.edge_data(g, name) for name in fields]
+
+
 def _recompile(model: nn.Module, options: dict[str, Any]) -> nn.Module:
     """Unpickling of a compiled model (see :meth:`CompiledMixin.__reduce_ex__`)."""
     return compile(model, **options)
@@ -183,7 +201,7 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
             :mod:`graphcore.nn`, stacks of them with activations and dropout, or your own).
         backend: ``"auto"`` (``cpu`` for CPU tensors, ``cuda`` for CUDA ones), ``"cpu"``,
             ``"cuda"``, or ``"torch"`` (the reference backend).
-        passes: optimising passes to run (default: all of ``codegen.passes.pipeline.OPTIONAL``).
+        passes: optimising passes to run (default: all of ``codegen.passes.registry.OPTIONAL``).
         dump_dir: write the level-1 IR after every pass, the level-2 specs and (native backends) the
             generated C++/CUDA translation unit there, one folder per plan. Default: the
             ``GRAPHCORE_DUMP_DIR`` environment variable, if set.
@@ -201,9 +219,7 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
     if fallback not in ("error", "eager"):
         raise ValueError(f"fallback must be 'error' or 'eager', got {fallback!r}")
     if passes is not None:
-        unknown = [p for p in passes if p not in OPTIONAL]
-        if unknown:
-            raise ValueError(f"unknown passes {unknown}; available: {list(OPTIONAL)}")
+        resolve_passes(passes)  # an unknown name fails here, not on the first call
     backends.resolve(backend, "cpu")
     if dump_dir is None:
         dump_dir = os.environ.get("GRAPHCORE_DUMP_DIR") or None

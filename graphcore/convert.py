@@ -6,7 +6,7 @@ environments where ``import dgl`` fails (DGL 2.1 needs torch <= 2.2.1).
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     from torch_geometric.data import HeteroData
 
 
+PYG_EDGE_FIELDS = ("edge_weight", "edge_attr")  # PyG's edge-level attributes that graphcore carries
+
+
 def from_pyg(data: HeteroData) -> HeteroGraph:
-    """Build a graph from a PyG ``HeteroData`` (node counts, ``edge_index``, and ``x`` where set)."""
+    """Build a graph from a PyG ``HeteroData`` (node counts, ``edge_index``, ``x`` where set, and
+    ``edge_weight``/``edge_attr`` where every relation has them)."""
     num_nodes = {}
     for ntype in data.node_types:
         count = data[ntype].num_nodes
@@ -29,11 +33,21 @@ def from_pyg(data: HeteroData) -> HeteroGraph:
         num_nodes[ntype] = int(count)
     edges = {tuple(rel): data[rel].edge_index for rel in data.edge_types}
     x = {nt: data[nt].x for nt in data.node_types if getattr(data[nt], "x", None) is not None}
-    return HeteroGraph(num_nodes, edges, x or None)
+    edge_data = {}
+    for name in PYG_EDGE_FIELDS:
+        field = {tuple(rel): getattr(data[rel], name) for rel in data.edge_types
+                 if getattr(data[rel], name, None) is not None}
+        if field and len(field) != len(data.edge_types):
+            missing = [tuple(rel) for rel in data.edge_types if tuple(rel) not in field]
+            raise GraphError(f"PyG '{name}' is set on some relations but not on {missing}; set it on all of them")
+        if field:
+            edge_data[name] = field
+    return HeteroGraph(num_nodes, edges, x or None, edge_data or None)
 
 
 def to_pyg(graph: HeteroGraph) -> HeteroData:
-    """The same graph as a PyG ``HeteroData`` (``num_nodes``, ``edge_index`` and ``x``)."""
+    """The same graph as a PyG ``HeteroData`` (``num_nodes``, ``edge_index``, ``x`` and each edge
+    field as the edge attribute of its name)."""
     from torch_geometric.data import HeteroData
 
     data = HeteroData()
@@ -43,6 +57,8 @@ def to_pyg(graph: HeteroGraph) -> HeteroData:
             data[ntype].x = graph.x[ntype]
     for relation in graph.relations:
         data[relation].edge_index = graph.edge_index(relation)
+        for name, field in graph.edge_data.items():
+            setattr(data[relation], name, field[relation])
     return data
 
 
@@ -69,7 +85,7 @@ def from_dgl(g: Any, feature: str = "feat") -> HeteroGraph:
 
 
 def from_networkx(graph: networkx.Graph, *, ntype_attr: str = "ntype", etype_attr: str = "etype",
-                  feature_attr: str | None = "x", return_mapping: bool = False
+                  feature_attr: str | None = "x", edge_attrs: Sequence[str] = (), return_mapping: bool = False
                   ) -> HeteroGraph | tuple[HeteroGraph, dict[Hashable, tuple[str, int]]]:
     """Build a graph from networkx; node attribute ``ntype`` and edge attribute ``etype`` give types.
 
@@ -78,6 +94,8 @@ def from_networkx(graph: networkx.Graph, *, ntype_attr: str = "ntype", etype_att
     both. If every node of a type has ``feature_attr``, those rows become ``x``.
 
     Args:
+        edge_attrs: edge attributes (numbers or vectors on every edge, ``weight`` say) that become
+            edge-data fields of the same names.
         return_mapping: also return ``{node: (ntype, local_id)}``.
     """
     mapping: dict[Hashable, tuple[str, int]] = {}
@@ -89,6 +107,7 @@ def from_networkx(graph: networkx.Graph, *, ntype_attr: str = "ntype", etype_att
         mapping[node] = (ntype, counts.get(ntype, 0))
         counts[ntype] = counts.get(ntype, 0) + 1
     pairs: dict[Relation, tuple[list[int], list[int]]] = {}
+    values: dict[str, dict[Relation, list]] = {}
     for u, v, attrs in graph.edges(data=True):
         if etype_attr not in attrs:
             raise GraphError(f"networkx edge ({u!r}, {v!r}) has no '{etype_attr}' attribute")
@@ -96,7 +115,14 @@ def from_networkx(graph: networkx.Graph, *, ntype_attr: str = "ntype", etype_att
         src, dst = pairs.setdefault(relation, ([], []))
         src.append(mapping[u][1])
         dst.append(mapping[v][1])
+        for name in edge_attrs:
+            if name not in attrs:
+                raise GraphError(f"networkx edge ({u!r}, {v!r}) has no '{name}' attribute (edge_attrs needs it on "
+                                 "every edge)")
+            values.setdefault(name, {}).setdefault(relation, []).append(attrs[name])
     edges = {r: torch.tensor([s, d], dtype=torch.int64).view(2, -1) for r, (s, d) in pairs.items()}
+    edge_data = {name: {r: torch.as_tensor(v, dtype=torch.get_default_dtype()) for r, v in field.items()}
+                 for name, field in values.items()}
     x = {}
     if feature_attr is not None:
         rows: dict[str, list] = {}
@@ -104,5 +130,5 @@ def from_networkx(graph: networkx.Graph, *, ntype_attr: str = "ntype", etype_att
             rows.setdefault(mapping[node][0], []).append(attrs.get(feature_attr))
         x = {nt: torch.stack([torch.as_tensor(v) for v in r]) for nt, r in rows.items()
              if all(v is not None for v in r)}
-    result = HeteroGraph(counts, edges, x or None)
+    result = HeteroGraph(counts, edges, x or None, edge_data or None)
     return (result, mapping) if return_mapping else result

@@ -10,6 +10,12 @@ Node features travel beside the graph as a dict ``{ntype: [N_t, F]}`` (optional
 :attr:`HeteroGraph.x`), or stacked in *global* node order as one ``[N, F]`` tensor, where the
 global id of local node ``i`` of type ``t`` is ``offset[t] + i`` and types are in
 :attr:`HeteroGraph.node_types` order.
+
+Edge data is part of the graph: named fields ``{name: {relation: [E_r, ...]}}`` (PyG's
+``edge_weight`` ``[E]`` and ``edge_attr`` ``[E, F]`` conventions), one row per edge of every
+relation, in the relation's edge order. The layout permutes them with the edges
+(:meth:`~graphcore.layouts.Layout.edge_values`), so models read them with
+:func:`graphcore.ops.edge_data` and compiled models take them as edge-domain inputs.
 """
 from __future__ import annotations
 
@@ -46,6 +52,40 @@ def _as_edge_tensor(relation: Relation, value) -> Tensor:
     return value
 
 
+def _check_edge_field(name: str, field: Mapping[Relation, Tensor], edges: Mapping[Relation, Tensor],
+                      device: torch.device) -> dict[Relation, Tensor]:
+    """One named edge-data field: every relation, one row per edge, one float dtype and row shape."""
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"edge data names must be non-empty strings, got {name!r}")
+    unknown = [r for r in field if r not in edges]
+    if unknown:
+        raise GraphError(f"edge data '{name}' is given for unknown relations {unknown}")
+    missing = [r for r in edges if r not in field]
+    if missing:
+        raise GraphError(f"edge data '{name}' has no tensor for relations {missing}; give every relation one "
+                         "(zeros where the field does not apply)")
+    checked, kinds = {}, set()
+    for relation in edges:
+        value = field[relation]
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if not isinstance(value, Tensor) or value.dim() < 1:
+            raise GraphError(f"edge data '{name}' of relation {relation} must be a tensor with one row per edge")
+        if not value.is_floating_point():
+            raise GraphError(f"edge data '{name}' of relation {relation} must be floating point, got {value.dtype}; "
+                             "convert it with .float()")
+        if value.size(0) != edges[relation].size(1):
+            raise GraphError(f"edge data '{name}' of relation {relation} has {value.size(0)} rows but the relation "
+                             f"has {edges[relation].size(1)} edges")
+        if value.device != device:
+            raise GraphError(f"edge data '{name}' of relation {relation} is on {value.device}, the edges on {device}")
+        kinds.add((value.dtype, tuple(value.shape[1:])))
+        checked[relation] = value
+    if len(kinds) > 1:
+        raise GraphError(f"edge data '{name}' needs one dtype and row shape for all relations, got {sorted(map(str, kinds))}")
+    return checked
+
+
 def _check_ids(relation: Relation, row: Tensor, end: str, ntype: str, count: int) -> None:
     bad = (row < 0) | (row >= count)
     if bool(bad.any()):
@@ -62,6 +102,8 @@ class HeteroGraph:
         edge_index: ``{(src_type, rel, dst_type): LongTensor[2, E]}`` in local ids; an empty
             relation (``E = 0``) is valid. Relation order defines the relation ids.
         x: optional node features ``{ntype: Tensor[N_t, F]}``; row counts are checked.
+        edge_data: optional named edge fields ``{name: {relation: Tensor[E_r, ...]}}`` (for
+            example ``{"edge_weight": {...}}``), floating point, one row per edge of every relation.
 
     Raises:
         GraphError: (a :class:`ValueError`) on a wrong dtype or shape, an id that is negative
@@ -76,7 +118,8 @@ class HeteroGraph:
     """
 
     def __init__(self, num_nodes: Mapping[str, int], edge_index: Mapping[Relation, Tensor],
-                 x: Mapping[str, Tensor] | None = None):
+                 x: Mapping[str, Tensor] | None = None,
+                 edge_data: Mapping[str, Mapping[Relation, Tensor]] | None = None):
         self._num_nodes: dict[str, int] = {}
         for ntype, count in num_nodes.items():
             if not isinstance(ntype, str) or not ntype:
@@ -107,6 +150,9 @@ class HeteroGraph:
             self._edge_index[relation] = edges
         self._device = device if device is not None else torch.device("cpu")
         self.x: dict[str, Tensor] = self.check_features(x) if x is not None else {}
+        self.edge_data: dict[str, dict[Relation, Tensor]] = {
+            name: _check_edge_field(name, field, self._edge_index, self._device)
+            for name, field in (edge_data or {}).items()}
 
     # ------------------------------------------------------------------ basic queries
     @property
@@ -230,13 +276,16 @@ class HeteroGraph:
             if reverse in edges:
                 raise GraphError(f"cannot add reverse of {(src, rel, dst)}: relation {reverse} already exists")
             edges[reverse] = index.flip(0)
-        return HeteroGraph(self._num_nodes, edges, self.x or None)
+        data = {name: {**field, **{(d, prefix + r, s): field[(s, r, d)] for s, r, d in self._edge_index}}
+                for name, field in self.edge_data.items()}  # a reverse edge keeps its edge's data
+        return HeteroGraph(self._num_nodes, edges, self.x or None, data or None)
 
     def to(self, device: torch.device | str) -> HeteroGraph:
-        """A copy on ``device`` (edge indices and features)."""
+        """A copy on ``device`` (edge indices, features and edge data)."""
         device = torch.device(device)
         return HeteroGraph(self._num_nodes, {r: e.to(device) for r, e in self._edge_index.items()},
-                           {t: v.to(device) for t, v in self.x.items()} or None)
+                           {t: v.to(device) for t, v in self.x.items()} or None,
+                           {n: {r: v.to(device) for r, v in f.items()} for n, f in self.edge_data.items()} or None)
 
     @cached_property
     def layout(self) -> Layout:
@@ -255,11 +304,16 @@ class HeteroGraph:
         shown = list(self._edge_index.items())
         for relation, index in shown[:_REPR_RELATIONS]:
             lines.append(f"  {relation}: {index.size(1)} edges")
+        for name, field in self.edge_data.items():
+            lines.append(f"  edge data '{name}': rows of shape {list(next(iter(field.values())).shape[1:])}")
         if len(shown) > _REPR_RELATIONS:
             lines.append(f"  ... {len(shown) - _REPR_RELATIONS} more relations")
         return "\n".join(lines)
 
     def equals(self, other: HeteroGraph) -> bool:
-        """Same node types and counts, same relations in the same order, same edges."""
+        """Same node types and counts, same relations in the same order, same edges, same edge data."""
         return (self._num_nodes == other._num_nodes and self.relations == other.relations
-                and all(torch.equal(self._edge_index[r].cpu(), other._edge_index[r].cpu()) for r in self.relations))
+                and all(torch.equal(self._edge_index[r].cpu(), other._edge_index[r].cpu()) for r in self.relations)
+                and self.edge_data.keys() == other.edge_data.keys()
+                and all(torch.equal(f[r].cpu(), other.edge_data[n][r].cpu()) for n, f in self.edge_data.items()
+                        for r in self.relations))

@@ -47,7 +47,14 @@ def graph_from_npz(z: np.lib.npyio.NpzFile, source: str = "<npz>") -> HeteroGrap
             x[ntype] = torch.from_numpy(z[f"feat__{ntype}"])
         elif f"featcsr__{ntype}__indptr" in z.files:
             x[ntype] = _csr_features(z, ntype)
-    return HeteroGraph(num_nodes, edges, x or None)
+    edge_data: dict[str, dict] = {}
+    for key in z.files:
+        if key.startswith("edata__"):
+            parts = key.split("__")[1:]
+            if len(parts) != 4:
+                raise GraphError(f"{source}: key '{key}' is not edata__<name>__<src>__<rel>__<dst>")
+            edge_data.setdefault(parts[0], {})[tuple(parts[1:])] = torch.from_numpy(z[key])
+    return HeteroGraph(num_nodes, edges, x or None, edge_data or None)
 
 
 def load_npz(path: str | os.PathLike) -> HeteroGraph:
@@ -86,7 +93,7 @@ def from_ogb(root: str | os.PathLike, *, quiet: bool = True) -> HeteroGraph:
 
 
 def save_npz(graph: HeteroGraph, path: str | os.PathLike) -> Path:
-    """Write ``graph`` (node counts, edge indices, dense features) in graphcore's ``.npz`` format.
+    """Write ``graph`` (node counts, edge indices, dense features, edge data) in graphcore's ``.npz`` format.
 
     The inverse of :func:`load_npz` for what a :class:`HeteroGraph` holds; names must be
     key-safe (no ``__``). Sparse features are densified.
@@ -102,6 +109,11 @@ def save_npz(graph: HeteroGraph, path: str | os.PathLike) -> Path:
         arrays["edge_index__" + "__".join(relation)] = graph.edge_index(relation).cpu().numpy()
     for ntype, x in graph.x.items():
         arrays[f"feat__{ntype}"] = (x.to_dense() if x.is_sparse_csr else x).cpu().numpy()
+    for name, field in graph.edge_data.items():
+        if "__" in name:
+            raise GraphError(f"edge data name '{name}' contains '__', which the .npz keys use as a separator")
+        for relation, values in field.items():
+            arrays[f"edata__{name}__" + "__".join(relation)] = values.detach().cpu().numpy()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)

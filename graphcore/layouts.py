@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from codegen.errors import GraphError
 from codegen.ir.values import Domain
 
 if TYPE_CHECKING:
@@ -139,6 +140,18 @@ class Layout:
     def edge_perm(self) -> Tensor:
         """``[E]`` position of each canonical edge in the relation-by-relation input order."""
         return self._canonical[3]
+
+    def edge_values(self, name: str) -> Tensor:
+        """Edge-data field ``name`` in canonical edge order, ``[E, ...]``.
+
+        Built from the graph's per-relation tensors on every call (a concatenation and a
+        permutation: O(E)), so gradients reach those tensors when they require grad.
+        """
+        field = self.graph.edge_data.get(name)
+        if field is None:
+            raise GraphError(f"the graph has no edge data '{name}'; it has {sorted(self.graph.edge_data) or 'none'}")
+        values = torch.cat([field[r] for r in self.graph.relations]) if self.graph.relations else None
+        return values[self.edge_perm] if values is not None else torch.zeros(0)
 
     @cached_property
     def rel_ptr(self) -> Tensor:

@@ -35,26 +35,23 @@ EWISE_OPS = ("add", "sub", "mul", "div")
 UNARY_OPS = ("relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "exp", "neg", "identity")
 
 
-def traceable(kind: str) -> Callable[[Callable], Callable]:
-    """Mark a function as the eager implementation of IR op ``kind``.
+def traceable(fn: Callable) -> Callable:
+    """Mark a function as a traceable op of :mod:`graphcore.ops`.
 
-    If any argument has a ``__graphcore_trace__(kind, fn, args, kwargs)`` method, the call is
-    handed to it (symbolic tracing); otherwise ``fn`` runs eagerly.
+    If any argument has a ``__graphcore_trace__(fn, args, kwargs)`` method, the call is handed to
+    it (symbolic tracing, which finds the tracing rule by ``fn``'s name); otherwise ``fn`` runs
+    eagerly.
     """
 
-    def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def dispatch(*args, **kwargs):
-            for arg in itertools.chain(args, kwargs.values()):
-                hook = getattr(arg, "__graphcore_trace__", None)
-                if hook is not None:
-                    return hook(kind, fn, args, kwargs)
-            return fn(*args, **kwargs)
+    @functools.wraps(fn)
+    def dispatch(*args, **kwargs):
+        for arg in itertools.chain(args, kwargs.values()):
+            hook = getattr(arg, "__graphcore_trace__", None)
+            if hook is not None:
+                return hook(fn, args, kwargs)
+        return fn(*args, **kwargs)
 
-        dispatch.op_kind = kind
-        return dispatch
-
-    return decorate
+    return dispatch
 
 
 def _expect_rows(name: str, x: Tensor, rows: int, what: str) -> None:
@@ -74,7 +71,7 @@ def _type_ptr(g: HeteroGraph, x: Tensor, by: str, op: str) -> tuple[list[int], i
     raise GraphError(f"{op}: by must be 'ntype' or 'etype', got {by!r}")
 
 
-@traceable("typed_linear")
+@traceable
 def typed_linear(g: HeteroGraph, x: Tensor, weight: Tensor, *, by: TypeKey, bias: Tensor | None = None) -> Tensor:
     r"""Multiply each row by the weight of its type: :math:`y_i = x_i W_{\tau(i)} + b_{\tau(i)}`.
 
@@ -110,7 +107,7 @@ def typed_linear(g: HeteroGraph, x: Tensor, weight: Tensor, *, by: TypeKey, bias
     return out
 
 
-@traceable("linear")
+@traceable
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     r"""One shared matrix for every row: :math:`y_i = x_i W + b`, with ``weight`` ``[K, N]``.
 
@@ -125,7 +122,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return out if bias is None else out + bias
 
 
-@traceable("gather")
+@traceable
 def gather(g: HeteroGraph, x: Tensor, *, by: Literal["src", "dst", "etype", "ntype"]) -> Tensor:
     """Read a row per edge or node: a node's row at each edge's source or destination
     (``"src"``/``"dst"``), a relation's row at each edge (``"etype"``), or a node type's row
@@ -143,7 +140,20 @@ def gather(g: HeteroGraph, x: Tensor, *, by: Literal["src", "dst", "etype", "nty
     raise GraphError(f"gather: by must be 'src', 'dst', 'etype' or 'ntype', got {by!r}")
 
 
-@traceable("dot")
+@traceable
+def edge_data(g: HeteroGraph, name: str) -> Tensor:
+    """The graph's edge-data field ``name`` with one row per edge, in the edge order of every
+    other edge value: ``[E, 1]`` for an ``[E_r]`` ``edge_weight`` (so it scales message rows),
+    ``[E, F]`` for an ``edge_attr``.
+
+    Compiled, the field becomes an input on the edge domain, read from the graph on every call
+    (graphs are run-time data) and differentiated when its tensors require grad.
+    """
+    values = g.layout.edge_values(name)
+    return values.unsqueeze(-1) if values.dim() == 1 else values
+
+
+@traceable
 def dot(a: Tensor, b: Tensor) -> Tensor:
     """Row-wise inner product over the last dim, kept: ``[M, H, F] · [M, H, F] -> [M, H, 1]``."""
     if a.shape != b.shape:
@@ -151,7 +161,7 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1, keepdim=True)
 
 
-@traceable("edge_softmax")
+@traceable
 def edge_softmax(g: HeteroGraph, scores: Tensor, *, group: Literal["dst", "dst_etype"] = "dst") -> Tensor:
     r"""Normalise edge scores over the incoming edges of each destination.
 
@@ -172,7 +182,7 @@ def edge_softmax(g: HeteroGraph, scores: Tensor, *, group: Literal["dst", "dst_e
     raise GraphError(f"edge_softmax: group must be 'dst' or 'dst_etype', got {group!r}")
 
 
-@traceable("aggregate")
+@traceable
 def aggregate(g: HeteroGraph, msg: Tensor, *, reduce: Literal["sum", "mean", "max"] = "sum",
               group: Literal["dst", "dst_etype"] = "dst") -> Tensor:
     r"""Reduce edge messages into their destination nodes.
@@ -202,7 +212,7 @@ def aggregate(g: HeteroGraph, msg: Tensor, *, reduce: Literal["sum", "mean", "ma
     return out
 
 
-@traceable("ewise")
+@traceable
 def ewise(op: str, a: Tensor | float, b: Tensor | float) -> Tensor:
     """Elementwise ``add``/``sub``/``mul``/``div`` with PyTorch broadcasting.
 
@@ -214,7 +224,7 @@ def ewise(op: str, a: Tensor | float, b: Tensor | float) -> Tensor:
     return getattr(torch, op)(a, b)
 
 
-@traceable("unary")
+@traceable
 def unary(op: str, x: Tensor, *, negative_slope: float = 0.01, alpha: float = 1.0, p: float = 0.5,
           training: bool = True) -> Tensor:
     """Elementwise activation (one of ``UNARY_OPS``) or ``dropout``."""
@@ -225,7 +235,7 @@ def unary(op: str, x: Tensor, *, negative_slope: float = 0.01, alpha: float = 1.
     raise GraphError(f"unary: op must be one of {UNARY_OPS} or 'dropout', got {op!r}")
 
 
-@traceable("reshape")
+@traceable
 def split_heads(x: Tensor, heads: int) -> Tensor:
     """``[M, H*F] -> [M, H, F]``."""
     if x.dim() != 2 or x.size(1) % heads != 0:
@@ -233,7 +243,7 @@ def split_heads(x: Tensor, heads: int) -> Tensor:
     return x.view(x.size(0), heads, x.size(1) // heads)
 
 
-@traceable("reshape")
+@traceable
 def merge_heads(x: Tensor) -> Tensor:
     """``[M, H, F] -> [M, H*F]``."""
     if x.dim() != 3:
@@ -241,7 +251,7 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.reshape(x.size(0), -1)
 
 
-@traceable("weight_matmul")
+@traceable
 def combine_bases(coeff: Tensor, basis: Tensor) -> Tensor:
     r"""Basis decomposition of per-type weights: :math:`W_t = \sum_b c_{tb} V_b`.
 

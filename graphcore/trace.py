@@ -28,6 +28,8 @@ from codegen.ir.program import Builder, OpKind, Program
 from codegen.ir.values import TYPE_DOMAINS, Domain, Value
 from graphcore.graph import HeteroGraph
 
+EDGE_INPUT_PREFIX = "edge:"  # program inputs read from the graph's edge data: "edge:<field name>"
+
 _SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch,))
 _SKIP_FILES = (__file__, os.path.join(os.path.dirname(__file__), "ops.py"))
 
@@ -94,7 +96,7 @@ class SymbolicTensor(Tensor):
         # Reached only by aten ops that __torch_function__ let through (none should be).
         raise CompileError(f"cannot compile aten op '{func}'", op=str(func), source_line=user_location())
 
-    def __graphcore_trace__(self, kind, fn, args, kwargs):
+    def __graphcore_trace__(self, fn, args, kwargs):
         return self.tracer.record(fn, args, kwargs)
 
 
@@ -115,7 +117,7 @@ class SymbolicGraph:
     def __getattr__(self, name):  # schema queries (num_nodes, node_types, ...) answer from the real graph
         return getattr(self.graph, name)
 
-    def __graphcore_trace__(self, kind, fn, args, kwargs):
+    def __graphcore_trace__(self, fn, args, kwargs):
         return self.tracer.record(fn, args, kwargs)
 
 
@@ -129,6 +131,7 @@ class Tracer:
         self.builder = Builder()
         self.inputs: list[Value] = []
         self.params: dict[str, Value] = {}
+        self.edge_fields: dict[str, Value] = {}
 
     # ------------------------------------------------------------------ symbolic values
     def _full_shape(self, v: Value) -> tuple[int, ...]:
@@ -227,6 +230,20 @@ class Tracer:
     def _op_gather(self, x, by):
         domain = {"etype": Domain.ETYPE, "ntype": Domain.NTYPE}.get(by)
         return self.emit(OpKind.GATHER, (self.as_value(x, domain),), index=by)
+
+    def _op_edge_data(self, name):
+        """An edge-domain input of the program, named ``edge:<name>`` (one per field)."""
+        if name not in self.edge_fields:
+            values = self.layout.edge_values(name)  # raises GraphError for an unknown field
+            if values.dtype != self.dtype:
+                raise CompileError(f"edge data '{name}' is {values.dtype} but the model runs in {self.dtype}; "
+                                   "convert the edge tensors (or the model) so they match",
+                                   source_line=user_location())
+            value = self.builder.value(Domain.EDGE, tuple(values.shape[1:]) or (1,), self.dtype_name,  # as ops.edge_data
+                                       f"{EDGE_INPUT_PREFIX}{name}")
+            self.inputs.append(value)
+            self.edge_fields[name] = value
+        return self.wrap(self.edge_fields[name])
 
     def _op_dot(self, a, b):
         return self.emit(OpKind.DOT, (self.as_value(a), self.as_value(b)))

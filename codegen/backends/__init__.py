@@ -25,7 +25,7 @@ BACKENDS = ("torch", "cpu", "cuda")
 def build(backend: str, programs: dict[str, KernelProgram], layout: GraphLayout, pool=None) -> dict[str, Executable]:
     """Build a model's programs (``forward``, maybe ``backward``) for ``layout``; native backends
     compile them as one translation unit and take their temporaries from ``pool`` (a
-    :class:`~codegen.runtime.buffers.WorkspacePool`; one of their own if None)."""
+    :class:`~codegen.runtime.workspace.WorkspacePool`; one of their own if None)."""
     if backend == "torch":
         from codegen.backends.torch.executor import TorchExecutable
 

@@ -22,27 +22,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from codegen.backends.abi import DOMAIN_ORDER, Abi
 from codegen.backends.writer import CodeWriter
 from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
 from codegen.ir.ops.functions import BINARY, UNARY
-from codegen.ir.values import INDEX_MAPS, ROW_TYPES, Domain
+from codegen.ir.values import ALL_ROWS, INDEX_MAPS, ROW_TYPES, Domain
 
-DOMAIN_ORDER = (Domain.NODE, Domain.EDGE, Domain.USRC, Domain.UDST, Domain.NTYPE, Domain.ETYPE, Domain.SCALAR)
-ABI_VERSION = 2
 
 
 
 def _size(shape: tuple[int, ...]) -> int:
     return math.prod(shape) if shape else 1
-
-
-@dataclass(frozen=True)
-class Abi:
-    """The calling convention of a printed program (see module doc)."""
-
-    buffers: tuple[str, ...]
-    indices: tuple[tuple[str, str], ...]  # (kind, name); kind: index | ptr | group_ptr | group_perm
-    dtype: str
 
 
 @dataclass
@@ -78,7 +68,7 @@ class CFamilyPrinter:
 
     def index_var(self, kind: str, name: str) -> str:
         prefix = {"index": "ix", "ptr": "sp", "group_ptr": "gp", "group_perm": "gm"}[kind]
-        return f"{prefix}_{name.replace('*', 'all')}"
+        return f"{prefix}_{'all' if name == ALL_ROWS else name}"
 
     def use_index(self, kind: str, name: str) -> str:
         var = self.index_var(kind, name)
@@ -94,7 +84,7 @@ class CFamilyPrinter:
     def address(self, access: Access, base: str) -> str:
         expr = base
         for name in access.chain:
-            expr = "0" if name == "*" else f"{self.use_index('index', name)}[{expr}]"
+            expr = "0" if name == ALL_ROWS else f"{self.use_index('index', name)}[{expr}]"
         return expr
 
     def use_buffer(self, name: str) -> str:
@@ -290,7 +280,7 @@ class CFamilyPrinter:
     # ------------------------------------------------------------------ shared pieces of the templates
     def group_arrays(self, k: TraversalSpec) -> tuple[str | None, str | None]:
         """CSR pointer and member list of a grouped traversal (None for flat or ``*``)."""
-        if k.group_by is None or k.group_by == "*":
+        if k.group_by is None or k.group_by == ALL_ROWS:
             return None, None
         return self.use_index("group_ptr", k.group_by), self.use_index("group_perm", k.group_by)
 
@@ -303,7 +293,7 @@ class CFamilyPrinter:
 
     @staticmethod
     def group_domain(k: TraversalSpec) -> Domain:
-        return Domain.SCALAR if k.group_by == "*" else INDEX_MAPS[k.group_by].source
+        return Domain.SCALAR if k.group_by == ALL_ROWS else INDEX_MAPS[k.group_by].source
 
 
 def print_module(printer: type[CFamilyPrinter], programs: dict[str, KernelProgram]) -> tuple[str, dict[str, Abi]]:

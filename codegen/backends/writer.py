@@ -19,10 +19,6 @@ class CodeWriter:
     def blank(self) -> None:
         self._lines.append("")
 
-    def lines(self, text: str) -> None:
-        for row in text.splitlines():
-            self.line(row)
-
     @contextlib.contextmanager
     def block(self, header: str, close: str = "}") -> Iterator[None]:
         self.line(header + " {")
@@ -32,14 +28,6 @@ class CodeWriter:
         finally:
             self._level -= 1
             self.line(close)
-
-    @contextlib.contextmanager
-    def indented(self) -> Iterator[None]:
-        self._level += 1
-        try:
-            yield
-        finally:
-            self._level -= 1
 
     def splice(self, other: CodeWriter) -> None:
         """Append another writer's lines at the current indentation."""

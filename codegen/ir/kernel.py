@@ -9,7 +9,7 @@ and never decides anything beyond spelling.
 index *chain* applied to the kernel's current row. ``Access("h", ("usrc_inv",))`` in an edge
 loop reads ``h[usrc_inv[e]]`` (compact materialization); ``Access("x", ("src",))`` is a gather
 prologue; an empty chain reads row ``e`` itself. Index names are the level-1 index maps
-(``codegen.ir.values.INDEX_MAPS``) plus ``"*"`` (every row maps to row 0, for whole-domain
+(``codegen.ir.values.INDEX_MAPS``) plus ``ALL_ROWS = "*"`` (every row maps to row 0, for whole-domain
 reductions).
 
 **GemmSpec** (one template). ``mode="mm"``: for each row ``i`` of ``rows``, with type
@@ -181,7 +181,7 @@ class KernelProgram:
         return names
 
     def touched(self) -> list[set[str]]:
-        """For each kernel, the buffers it reads or writes (for liveness: see ``codegen.runtime.buffers``)."""
+        """For each kernel, the buffers it reads or writes (for liveness: see ``codegen.runtime.liveness``)."""
 
         def walk(body, names):
             for s in body:

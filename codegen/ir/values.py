@@ -70,6 +70,10 @@ INDEX_MAPS: dict[str, IndexMap] = {m.name: m for m in (
     IndexMap("rel_dst_type", Domain.NTYPE, Domain.ETYPE),
 )}
 
+# The index name of a whole-domain reduction: every row maps to row 0 (a level-2 group_by and
+# access-chain name beside the INDEX_MAPS).
+ALL_ROWS = "*"
+
 # The type domain whose weights a row domain's typed ops use, and its segment pointer.
 ROW_TYPES: dict[Domain, tuple[Domain, str]] = {
     Domain.NODE: (Domain.NTYPE, "node_ptr"),

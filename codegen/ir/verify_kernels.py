@@ -26,9 +26,8 @@ import math
 
 from codegen.errors import VerifyError
 from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.values import INDEX_MAPS, ROW_DOMAINS, ROW_TYPES, Domain
+from codegen.ir.values import ALL_ROWS, INDEX_MAPS, ROW_DOMAINS, ROW_TYPES, Domain
 
-ALL_ROWS = "*"  # the index name of a whole-domain reduction: every row maps to row 0
 
 
 def _size(shape: tuple[int, ...]) -> int:

@@ -20,7 +20,7 @@ from codegen.ir.program import Builder, OpKind, Program, splice
 from codegen.ir.values import Domain
 from codegen.passes.compact import SIDES, pair_form
 from codegen.passes.context import PassContext
-from codegen.passes.cost import improve
+from codegen.passes.search import improve
 
 NAME = "aggregate_first"
 

@@ -22,7 +22,7 @@ from codegen.ir.ops import traits
 from codegen.ir.program import Builder, OpKind, Program, splice
 from codegen.ir.values import Domain, Value
 from codegen.passes.context import PassContext
-from codegen.passes.cost import improve
+from codegen.passes.search import improve
 
 NAME = "compact"
 # side -> (node index of the pair, edge -> pair index, relation index of the pair, pair domain)

@@ -1,6 +1,6 @@
 r"""Linear operator reordering, chosen by the cost model.
 
-Two identities, each applied only where :func:`~codegen.passes.cost.lookahead` says the
+Two identities, each applied only where :func:`~codegen.passes.search.lookahead` says the
 program gets cheaper (FLOPs first, then bytes) on this graph:
 
 * **Chain folding** (RGAT): :math:`(h W_1) W_2 = h (W_1 W_2)` for two typed linears over the
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from codegen.ir.program import Builder, OpKind, Program, splice
 from codegen.ir.values import Domain, Value
 from codegen.passes.context import PassContext
-from codegen.passes.cost import improve
+from codegen.passes.search import improve
 
 NAME = "reorder"
 

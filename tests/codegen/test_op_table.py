@@ -17,7 +17,7 @@ from codegen.ir.ops.functions import BINARY, UNARY
 from codegen.ir.program import OpKind
 from codegen.numerics import elementwise
 from codegen.passes.context import GraphStats
-from codegen.passes.pipeline import build_plan
+from codegen.driver.plan import build_plan
 
 from .conftest import make_case, traced_cases
 

@@ -11,13 +11,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from codegen.backends.cfamily import ABI_VERSION, Abi, print_module
+from codegen.backends.abi import ABI_VERSION, Abi
+from codegen.backends.cfamily import print_module
 from codegen.backends.cpu.legalize import split_scatter
 from codegen.backends.cpu.printer import CpuPrinter
 from codegen.errors import CompileError
 from codegen.ir.kernel import KernelProgram
 from codegen.ir.verify_kernels import verify_kernels
-from codegen.runtime.buffers import NativeExecutable, WorkspacePool, allocate
+from codegen.backends.native import NativeExecutable
+from codegen.runtime.workspace import WorkspacePool, allocate
 from codegen.runtime.cache import Toolchain
 from codegen.runtime.load import load_library
 from codegen.ir.layout import GraphLayout

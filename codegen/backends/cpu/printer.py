@@ -14,6 +14,7 @@ from __future__ import annotations
 from codegen.backends.cfamily import CFamilyPrinter, _Scope, _size
 from codegen.backends.writer import CodeWriter
 from codegen.ir.kernel import GemmSpec, TraversalSpec
+from codegen.ir.values import ALL_ROWS
 
 ROW_BLOCK = 48  # rows per OpenMP task of the GEMM template (a multiple of the micro-kernel's 6)
 OUTER_BLOCK = 16  # weight rows per task of the outer-product template
@@ -62,11 +63,11 @@ class CpuPrinter(CFamilyPrinter):
     def traversal(self, w: CodeWriter, k: TraversalSpec) -> None:
         gptr, gperm = self.group_arrays(k)
         rows = self.rows_of(self.group_domain(k) if k.group_by else k.rows)
-        if k.group_by == "*":  # one group holding every member row: a fixed-order sequential sum
+        if k.group_by == ALL_ROWS:  # one group holding every member row: a fixed-order sequential sum
             w.line(f"const int64_t all_ptr[2] = {{0, {self.rows_of(k.members)}}};")
             gptr, gperm = "all_ptr", None
         w.line(f"const int64_t count = {rows};")
-        if k.group_by != "*":
+        if k.group_by != ALL_ROWS:
             w.line("#pragma omp parallel for schedule(dynamic, 64)")
         with w.block("for (int64_t i = 0; i < count; ++i)"):
             self.body(w, k.body, _Scope(), "i", gptr, gperm)

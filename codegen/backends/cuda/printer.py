@@ -14,6 +14,7 @@ from __future__ import annotations
 from codegen.backends.cfamily import CFamilyPrinter, _Scope
 from codegen.backends.writer import CodeWriter
 from codegen.ir.kernel import GemmSpec, TraversalSpec
+from codegen.ir.values import ALL_ROWS
 
 TILE, DEPTH, THREADS = 32, 8, 64
 TRAVERSAL_THREADS = 128
@@ -72,7 +73,7 @@ class CudaPrinter(CFamilyPrinter):
     # ------------------------------------------------------------------ traversal template
     def traversal(self, w: CodeWriter, k: TraversalSpec) -> tuple[int, str]:
         gptr, gperm = self.group_arrays(k)
-        if k.group_by == "*":  # one group with every member: a single thread sums in fixed order
+        if k.group_by == ALL_ROWS:  # one group with every member: a single thread sums in fixed order
             members = self.rows_of(k.members)
             with w.block("if (blockIdx.x == 0 && threadIdx.x == 0)"):
                 w.line(f"const int64_t all_ptr[2] = {{0, {members}}};")

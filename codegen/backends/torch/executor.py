@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.values import Domain
+from codegen.ir.values import ALL_ROWS, Domain
 from codegen.numerics import elementwise, segment
 from codegen.ir.layout import GraphLayout
 
@@ -24,7 +24,7 @@ def _rows(layout: GraphLayout, domain: Domain | None) -> int:
 
 def _address(layout: GraphLayout, chain: tuple[str, ...], ids: Tensor) -> Tensor:
     for name in chain:
-        ids = torch.zeros_like(ids) if name == "*" else layout.index(name).index_select(0, ids)
+        ids = torch.zeros_like(ids) if name == ALL_ROWS else layout.index(name).index_select(0, ids)
     return ids
 
 
@@ -146,7 +146,7 @@ class TorchExecutable:
         if k.group_by is not None:
             count = _rows(self.layout, k.members)
             member_ids = torch.arange(count, device=self.layout.device)
-            group = torch.zeros_like(member_ids) if k.group_by == "*" else self.layout.index(k.group_by)
+            group = torch.zeros_like(member_ids) if k.group_by == ALL_ROWS else self.layout.index(k.group_by)
         self._body(k.body, env, {}, {}, ids, member_ids, group)
 
     def _body(self, body, env, local: dict[str, Tensor], levels: dict[str, str], ids: Tensor,

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from codegen.errors import CompileError
@@ -20,7 +19,7 @@ from codegen.ir.values import Domain, Value
 
 Typing = tuple[Domain, tuple[int, ...]]
 InferRule = Callable[[OpKind, tuple[Value, ...], dict[str, Any]], Typing]
-EvaluateRule = Callable[[Op, Sequence[Tensor], Any, "torch.Generator | None"], Tensor]
+EvaluateRule = Callable[[Op, Sequence[Tensor], Any, Any], Tensor]  # (op, args, layout, torch generator)
 VjpRule = Callable[[Builder, Op, Value], list["Value | None"]]
 FlopsRule = Callable[[Op, Mapping[Domain, int]], float]
 EmitRule = Callable[[Any, Op], None]
@@ -89,7 +88,6 @@ class OpDef:
     group_index: Callable[[Op], str | None] = lambda op: None
 
 
-ALL_ROWS = "*"  # the group index of a whole-domain reduction: every row maps to row 0
 OPS: dict[OpKind, OpDef] = {}
 
 

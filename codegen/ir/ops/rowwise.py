@@ -15,10 +15,10 @@ import math
 import torch
 
 from codegen.errors import CompileError
-from codegen.ir.ops.base import ALL_ROWS, OpDef, Traits, const, fail, free, per_element, register
+from codegen.ir.ops.base import OpDef, Traits, const, fail, free, per_element, register
 from codegen.ir.ops.functions import BINARY, UNARY
 from codegen.ir.program import OpKind
-from codegen.ir.values import ROW_DOMAINS, TYPE_DOMAINS, Domain
+from codegen.ir.values import ALL_ROWS, ROW_DOMAINS, TYPE_DOMAINS, Domain
 from codegen.numerics import elementwise
 
 TRAVERSAL = "traversal"

@@ -5,7 +5,7 @@ import torch
 from codegen.backends.torch.executor import TorchExecutable
 from codegen.ir.evaluate import evaluate
 from codegen.passes.context import GraphStats
-from codegen.passes.pipeline import build_plan
+from codegen.driver.plan import build_plan
 
 from ..conftest import make_case, traced_cases
 

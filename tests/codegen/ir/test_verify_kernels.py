@@ -9,7 +9,7 @@ from codegen.ir.kernel import Access, Buffer, GemmSpec, KernelProgram, Loop, Stm
 from codegen.ir.values import Domain
 from codegen.ir.verify_kernels import verify_kernels
 from codegen.passes.context import GraphStats
-from codegen.passes.pipeline import build_plan
+from codegen.driver.plan import build_plan
 
 from ..conftest import make_case, traced_cases
 

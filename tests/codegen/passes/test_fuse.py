@@ -4,7 +4,7 @@ from codegen.ir.program import OpKind
 from codegen.lower import lower
 from codegen.ir.kernel import GemmSpec, Loop, TraversalSpec
 from codegen.ir.values import Domain
-from codegen.passes.pipeline import build_plan
+from codegen.driver.plan import build_plan
 from graphcore import nn
 from graphcore.testing import edge_case_graphs
 from graphcore.trace import trace

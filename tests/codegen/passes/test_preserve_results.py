@@ -8,7 +8,7 @@ import torch
 from codegen.ir.evaluate import evaluate
 from codegen.ir.verify import verify
 from codegen.passes import autodiff
-from codegen.passes.pipeline import PASSES
+from codegen.passes.registry import PASSES
 
 from ..conftest import context, make_case, traced_cases
 

@@ -14,7 +14,7 @@ import torch
 
 from codegen.ir.program import OpKind
 from codegen.passes import dce, reorder
-from codegen.passes.cost import estimate
+from codegen.analysis.cost import estimate
 from graphcore import HeteroGraph, nn
 from graphcore.trace import trace
 

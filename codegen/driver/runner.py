@@ -12,16 +12,20 @@ from torch import Tensor
 from codegen import backends
 from codegen.ir.kernel import KernelProgram
 from codegen.ir.values import Domain
-from codegen.passes.pipeline import Plan
+from codegen.driver.plan import Plan
 from codegen.ir.layout import GraphLayout
 
 
 class PlanRunner:
-    """A :class:`Plan` built for one graph with one backend."""
+    """A :class:`Plan` built for one graph with one backend.
+
+    Its inputs are the model's node inputs followed by the graph's edge-data fields the program
+    reads (``edge_fields``, which the caller appends on every call).
+    """
 
     def __init__(self, plan: Plan, layout: GraphLayout, backend: str, grad_inputs: tuple[bool, ...], num_outputs: int,
-                 param_names: list[str], pool=None):
-        self.plan, self.layout, self.param_names = plan, layout, param_names
+                 param_names: list[str], pool=None, edge_fields: tuple[str, ...] = ()):
+        self.plan, self.layout, self.param_names, self.edge_fields = plan, layout, param_names, edge_fields
         programs = {"forward": plan.forward}
         if plan.backward is not None:
             programs["backward"] = plan.backward
@@ -39,7 +43,7 @@ class PlanRunner:
             masks[name] = keep.to(like.dtype) / (1.0 - p)
         return masks
 
-    def infer(self, inputs: list[Tensor], params: list[Tensor]) -> list[Tensor]:
+    def run_inference(self, inputs: list[Tensor], params: list[Tensor]) -> list[Tensor]:
         return self.forward.run(inputs, params, self.draw(self.plan.forward, inputs[0]))[: self.num_outputs]
 
     def apply(self, inputs: list[Tensor], params: list[Tensor]) -> tuple[Tensor, ...]:

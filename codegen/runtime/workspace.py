@@ -1,90 +1,23 @@
-"""What a native executable passes to its kernels: index arrays and allocated buffers.
+"""Where a program's buffers come from on each call: a pool of byte buffers kept between calls,
+a workspace per program that places its temporaries in it, and the allocation of every buffer.
 
-Shared by the CPU and CUDA backends: the graph's index arrays in ABI order, and one tensor per
-buffer (inputs and parameters as given, dropout masks from the runtime, temporaries and graph
-constants from a workspace kept between calls, new tensors for the outputs).
+Inputs and parameters are used as given (checked against the shapes the graph implies), dropout
+masks come from the runtime, temporaries and graph constants from the workspace, outputs are
+new tensors.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import threading
 
 import torch
 from torch import Tensor
 
-from codegen.backends.cfamily import DOMAIN_ORDER, Abi
 from codegen.errors import CompileError, GraphError
 from codegen.ir.kernel import KernelProgram
-from codegen.ir.values import INDEX_MAPS, Domain
 from codegen.ir.layout import GraphLayout
-
-
-def rows_array(layout: GraphLayout) -> ctypes.Array:
-    """Row counts of every domain, in the ABI's ``DOMAIN_ORDER``, as a C ``int64`` array."""
-    rows = [1 if d == Domain.SCALAR else layout.rows(str(d)) for d in DOMAIN_ORDER]
-    return (ctypes.c_int64 * len(rows))(*rows)
-
-
-def numel_array(tensors: list[Tensor]) -> ctypes.Array:
-    """Element counts as a C ``int64`` array (one slot at least), for the entry's size checks."""
-    return (ctypes.c_int64 * max(len(tensors), 1))(*[t.numel() for t in tensors])
-
-
-def pointer_array(tensors: list[Tensor]) -> ctypes.Array:
-    """Data pointers as a C ``void*`` array (one slot at least, for empty lists)."""
-    return (ctypes.c_void_p * max(len(tensors), 1))(*[t.data_ptr() for t in tensors])
-
-
-def index_tensors(layout: GraphLayout, abi: Abi) -> list[Tensor]:
-    """The int64 arrays behind the ABI's index slots, contiguous, on the layout's device."""
-    tensors = []
-    for kind, name in abi.indices:
-        if kind == "index":
-            tensors.append(layout.index(name))
-        elif kind == "ptr":
-            tensors.append(layout.ptr(name))
-        else:
-            ptr, members = layout.group_csr(name, layout.rows(str(INDEX_MAPS[name].source)))
-            tensors.append(ptr if kind == "group_ptr" else members)
-    return [t.contiguous() for t in tensors]
-
-
-def share_temporaries(program: KernelProgram, numel: dict[str, int]) -> dict[str, int]:
-    """Slot of each shareable temporary: temporaries whose live ranges (first to last kernel that
-    touches them) do not overlap may use the same memory, since kernels run one after another.
-
-    Only ``temp`` buffers that are not accumulated into qualify (those must start at zero).
-    Greedy in order of first use; a buffer takes the smallest free slot that holds it, else the
-    largest free slot (which grows), else a new one. Returns ``{buffer: slot}``.
-    """
-    zeroed = program.accumulated()
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for i, names in enumerate(program.touched()):
-        for name in names:
-            first.setdefault(name, i)
-            last[name] = i
-    temps = sorted((b.name for b in program.buffers if b.role == "temp" and b.name not in zeroed and b.name in first),
-                   key=lambda n: first[n])
-    slot_size: list[int] = []
-    slot_free_after: list[int] = []  # last kernel using the slot's current tenant
-    slots: dict[str, int] = {}
-    for name in temps:
-        free = [s for s in range(len(slot_size)) if slot_free_after[s] < first[name]]
-        fitting = [s for s in free if slot_size[s] >= numel[name]]
-        if fitting:
-            slot = min(fitting, key=lambda s: slot_size[s])
-        elif free:
-            slot = max(free, key=lambda s: slot_size[s])
-        else:
-            slot = len(slot_size)
-            slot_size.append(0)
-            slot_free_after.append(-1)
-        slot_size[slot] = max(slot_size[slot], numel[name])
-        slot_free_after[slot] = last[name]
-        slots[name] = slot
-    return slots
+from codegen.ir.values import Domain
+from codegen.runtime.liveness import share_temporaries
 
 
 class WorkspacePool:
@@ -176,38 +109,3 @@ def allocate(workspace: Workspace, inputs: list[Tensor], params: list[Tensor], r
             alloc = torch.zeros if buf.name in workspace.accumulated else torch.empty
             env[buf.name] = alloc(workspace.shapes[buf.name], dtype=dtype, device=device)
     return env
-
-
-class NativeExecutable:
-    """One entry of a compiled native library (``graphcore_<name>``) bound to one graph layout.
-
-    Subclasses give the entry's trailing C argument types (``EXTRA_ARGTYPES``, after the buffer
-    pointers, index pointers, row counts and buffer sizes every entry takes) and ``run``.
-    """
-
-    EXTRA_ARGTYPES: tuple = ()
-
-    def __init__(self, program: KernelProgram, layout: GraphLayout, entry, abi: Abi, source: str,
-                 pool: WorkspacePool | None = None):
-        self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
-        self.entry.restype = ctypes.c_int
-        self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), *self.EXTRA_ARGTYPES]
-        self.indices = index_tensors(layout, abi)
-        self.index_ptrs = pointer_array(self.indices)
-        self.rows = rows_array(layout)
-        self.dtype = torch.float64 if abi.dtype == "float64" else torch.float32
-        pool = pool or WorkspacePool(layout.device)
-        self.workspace = Workspace(program, layout, self.dtype, pool)
-        self.lock = pool.lock  # one call at a time among the programs sharing the pool
-
-    def arguments(self, env: dict[str, Tensor]) -> tuple[ctypes.Array, ctypes.Array, ctypes.Array, ctypes.Array]:
-        """The four arguments every entry takes first: buffers, indices, row counts, buffer sizes."""
-        tensors = [env[n] for n in self.abi.buffers]
-        return pointer_array(tensors), self.index_ptrs, self.rows, numel_array(tensors)
-
-    def refused(self, status: int) -> GraphError:
-        """The error for a negative entry status: the entry's size check refused buffer ``-status - 1``."""
-        name = self.abi.buffers[-status - 1]
-        return GraphError(f"the native kernels refused buffer '{name}': its size does not match the graph's row "
-                          "counts (a graphcore bug if the Python checks let it through; please report it)")

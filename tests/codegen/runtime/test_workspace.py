@@ -5,10 +5,11 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.runtime.buffers import Workspace, WorkspacePool, allocate, share_temporaries
+from codegen.runtime.liveness import share_temporaries
+from codegen.runtime.workspace import Workspace, WorkspacePool, allocate
 from graphcore.testing import layer_zoo
 
-from .conftest import GRAPHS
+from ..conftest import GRAPHS
 
 
 def backward_program(graph_name, layer_name):

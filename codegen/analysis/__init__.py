@@ -1,0 +1,1 @@
+"""Analyses of level-1 programs: facts about a program, no rewriting (the cost model)."""
