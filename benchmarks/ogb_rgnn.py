@@ -119,7 +119,7 @@ def measure(system: str, spec: str, model: str, variant: str, d: int, heads: int
         peak = torch.cuda.max_memory_allocated()
     plan_cost = {}
     if system == "compiled":
-        runner = next(iter(next(iter(compiled._graphcore_plans.values())).values()))
+        runner = next(iter(compiled._graphcore_plans.values()))
         plan_cost = {"estimated_gflop": runner.plan.cost_optimised.flops / 1e9,
                      "estimated_naive_gflop": runner.plan.cost_naive.flops / 1e9}
         executables = [e for e in (runner.forward, runner.backward) if e is not None and hasattr(e, "profile")]

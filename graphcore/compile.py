@@ -4,14 +4,16 @@ The returned module *is* the model, re-classed: an instance of a subclass of the
 that shares its parameters, buffers and submodules (the very same tensors), so its
 ``state_dict`` is the model's, any optimizer over ``compiled.parameters()`` trains the model,
 and it drops into a LightningModule unchanged. Only ``forward`` differs: on the first call for
-a graph (and feature size, dtype, train/eval mode), the model is traced into the level-1 IR,
-optimised, differentiated, fused and lowered; later calls run the cached kernels.
+a graph *schema* (node types and relations, with feature sizes, dtype, train/eval mode), the
+model is traced into the level-1 IR, optimised, differentiated, fused and lowered; later calls,
+on that graph or any other of the same schema (a sampled mini-batch, say), run the cached
+kernels with the new graph's layout as run-time data. Cost-model decisions are taken once per
+schema, on the statistics of the first graph seen; ``explain()`` prints them.
 """
 from __future__ import annotations
 
 import os
 import warnings
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ class CompiledMixin:
 
     _graphcore_original: nn.Module
     _graphcore_options: dict[str, Any]
-    _graphcore_plans: weakref.WeakKeyDictionary
+    _graphcore_plans: dict[tuple, PlanRunner]
     _graphcore_last: tuple[HeteroGraph, Plan] | None
     _graphcore_eager: bool
 
@@ -57,7 +59,8 @@ class CompiledMixin:
         inputs = (*inputs, *edge_inputs(g, runner.edge_fields))
         train = torch.is_grad_enabled() and (any(t.requires_grad for t in inputs) or
                                              any(p.requires_grad for p in params))
-        outs = runner.apply(list(inputs), params) if train else runner.run_inference(list(inputs), params)
+        layout = g.layout
+        outs = runner.apply(layout, list(inputs), params) if train else runner.run_inference(layout, list(inputs), params)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _eager(self, g, *inputs):
@@ -72,19 +75,19 @@ class CompiledMixin:
     def _runner(self, g: HeteroGraph, inputs: tuple[Tensor, ...]) -> PlanRunner:
         check_inputs(g, inputs)
         grad = torch.is_grad_enabled()
-        edge_grads = tuple((name, grad and any(t.requires_grad for t in field.values()))
-                           for name, field in g.edge_data.items())
+        edge_grads = {name: grad and any(t.requires_grad for t in field.values()) for name, field in g.edge_data.items()}
         params_need = grad and any(p.requires_grad for p in self._graphcore_params.values())
-        key = (tuple(tuple(t.shape[1:]) for t in inputs), inputs[0].dtype, inputs[0].device.type, self.training,
-               params_need, tuple(grad and t.requires_grad for t in inputs), edge_grads)
-        per_graph = self._graphcore_plans.setdefault(g, {})
-        if key not in per_graph:
+        key = (schema_of(g), tuple(tuple(t.shape[1:]) for t in inputs), inputs[0].dtype, inputs[0].device.type,
+               self.training, params_need, tuple(grad and t.requires_grad for t in inputs),
+               tuple((name, edge_grads[name], *_field_kind(field)) for name, field in g.edge_data.items()))
+        plans = self._graphcore_plans
+        if key not in plans:
             options = self._graphcore_options
             original = self._graphcore_original
             original.train(self.training)
             traced, names = trace(original, g, inputs)
             fields = edge_fields(traced, len(inputs))
-            grad_inputs = (*(grad and t.requires_grad for t in inputs), *(dict(edge_grads)[f] for f in fields))
+            grad_inputs = (*(grad and t.requires_grad for t in inputs), *(edge_grads[f] for f in fields))
             train = any(grad_inputs) or params_need
             dump = options["dump_dir"]
             if dump is not None:
@@ -97,12 +100,12 @@ class CompiledMixin:
             device = str(inputs[0].device)
             if device not in self._graphcore_pools:
                 self._graphcore_pools[device] = WorkspacePool(inputs[0].device)
-            per_graph[key] = PlanRunner(plan, g.layout, backend, grad_inputs, len(traced.outputs), names,
-                                        self._graphcore_pools[device], fields)
-            source = getattr(per_graph[key].forward, "source", None)  # native backends: one translation unit
+            plans[key] = PlanRunner(plan, backend, grad_inputs, len(traced.outputs), names,
+                                    self._graphcore_pools[device], fields)
+            source = getattr(plans[key].forward, "source", None)  # native backends: one translation unit
             if dump is not None and source is not None:
                 (dump / ("module.cu" if backend == "cuda" else "module.cpp")).write_text(source)
-        runner = per_graph[key]
+        runner = plans[key]
         self._graphcore_last = (g, runner.plan)
         return runner
 
@@ -148,6 +151,18 @@ def check_inputs(g: HeteroGraph, inputs: tuple[Tensor, ...]) -> None:
             raise GraphError(f"input {i} is on {t.device} but the graph is on {device}; move both with .to(device)")
 
 
+def schema_of(g: HeteroGraph) -> tuple:
+    """What a plan depends on in a graph: its node types and relations, in order (row counts,
+    edges and edge values are run-time data)."""
+    return g.node_types, g.relations
+
+
+def _field_kind(field: dict) -> tuple:
+    """An edge-data field's dtype and row shape (a plan reads it with that layout)."""
+    first = next(iter(field.values()), None)
+    return (None, ()) if first is None else (first.dtype, tuple(first.shape[1:]))
+
+
 def edge_fields(traced: Program, num_node_inputs: int) -> tuple[str, ...]:
     """Names of the edge-data fields a traced program reads, in its input order (after the node inputs)."""
     return tuple(v.name.removeprefix(EDGE_INPUT_PREFIX) for v in traced.inputs[num_node_inputs:])
@@ -179,7 +194,7 @@ def explain_plan(plan: Plan) -> str:
     st = plan.stats
     edges, usrc, udst = st[Domain.EDGE], st[Domain.USRC], st[Domain.UDST]
     lines = [f"graphcore plan: passes {list(plan.passes) or 'none'}",
-             f"  graph: |V|={st[Domain.NODE]} |E|={edges} |U_src|={usrc} (|E|/|U_src|={edges / max(usrc, 1):.2f}) "
+             f"  decided once per schema, on its first graph: |V|={st[Domain.NODE]} |E|={edges} |U_src|={usrc} (|E|/|U_src|={edges / max(usrc, 1):.2f}) "
              f"|U_dst|={udst} (|E|/|U_dst|={edges / max(udst, 1):.2f}) node types={st[Domain.NTYPE]} "
              f"relations={st[Domain.ETYPE]}",
              f"  estimated GFLOP {plan.cost_naive.flops / 1e9:.4f} -> {plan.cost_optimised.flops / 1e9:.4f}, "
@@ -229,7 +244,7 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
     compiled.__dict__.update(model.__dict__)  # same _parameters/_modules/_buffers dicts: shared tensors
     compiled.__dict__.update(_graphcore_original=None, _graphcore_options=dict(
         backend=backend, passes=passes, dump_dir=dump_dir, fallback=fallback),
-        _graphcore_plans=weakref.WeakKeyDictionary(), _graphcore_pools={}, _graphcore_last=None,
+        _graphcore_plans={}, _graphcore_pools={}, _graphcore_last=None,
         _graphcore_eager=False)
     object.__setattr__(compiled, "_graphcore_original", model)
     return compiled

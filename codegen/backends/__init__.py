@@ -1,7 +1,7 @@
 """Backends turn a :class:`~codegen.ir.kernel.KernelProgram` into something that runs on one graph.
 
-Every backend offers ``build(programs, layout) -> {name: executable}`` with
-``executable.run(inputs, params, randoms) -> outputs``; the runtime treats them alike.
+Every backend offers ``build(programs, pool) -> {name: executable}`` with
+``executable.run(layout, inputs, params, randoms) -> outputs``; the runtime treats them alike.
 """
 from __future__ import annotations
 
@@ -12,32 +12,33 @@ from torch import Tensor
 from codegen.errors import CompileError
 from codegen.ir.kernel import KernelProgram
 from codegen.ir.layout import GraphLayout
+from codegen.runtime.workspace import WorkspacePool
 
 
 class Executable(Protocol):
-    def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
-            ) -> list[Tensor]: ...
+    def run(self, layout: GraphLayout, inputs: list[Tensor], params: list[Tensor],
+            randoms: dict[str, Tensor] | None = None) -> list[Tensor]: ...
 
 
 BACKENDS = ("torch", "cpu", "cuda")
 
 
-def build(backend: str, programs: dict[str, KernelProgram], layout: GraphLayout, pool=None) -> dict[str, Executable]:
-    """Build a model's programs (``forward``, maybe ``backward``) for ``layout``; native backends
-    compile them as one translation unit and take their temporaries from ``pool`` (a
-    :class:`~codegen.runtime.workspace.WorkspacePool`; one of their own if None)."""
+def build(backend: str, programs: dict[str, KernelProgram], pool: WorkspacePool) -> dict[str, Executable]:
+    """Build a model's programs (``forward``, maybe ``backward``); native backends compile them as
+    one translation unit and take their temporaries from ``pool``. The executables take a graph
+    layout on every call: one build serves every graph of the schema."""
     if backend == "torch":
         from codegen.backends.torch.executor import TorchExecutable
 
-        return {name: TorchExecutable(p, layout) for name, p in programs.items()}
+        return {name: TorchExecutable(p) for name, p in programs.items()}
     if backend == "cpu":
         from codegen.backends.cpu.executable import build_module
 
-        return build_module(programs, layout, pool)
+        return build_module(programs, pool)
     if backend == "cuda":
         from codegen.backends.cuda.executable import build_module as build_cuda
 
-        return build_cuda(programs, layout, pool)
+        return build_cuda(programs, pool)
     raise CompileError(f"unknown backend {backend!r}; available: {list(BACKENDS)}")
 
 

@@ -1,7 +1,9 @@
-"""What the CPU and CUDA executables share: one entry of a compiled library bound to a layout."""
+"""What the CPU and CUDA executables share: one entry of a compiled library, and its per-graph arguments."""
 from __future__ import annotations
 
 import ctypes
+import weakref
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -13,33 +15,53 @@ from codegen.ir.layout import GraphLayout
 from codegen.runtime.workspace import Workspace, WorkspacePool
 
 
-class NativeExecutable:
-    """One entry of a compiled native library (``graphcore_<name>``) bound to one graph layout.
+@dataclass(frozen=True)
+class Binding:
+    """What one graph gives an executable: its index arrays (kept alive), their pointers, its row
+    counts, and the workspace sized for its rows."""
 
-    Subclasses give the entry's trailing C argument types (``EXTRA_ARGTYPES``, after the buffer
-    pointers, index pointers, row counts and buffer sizes every entry takes) and ``run``.
+    indices: list[Tensor]
+    index_ptrs: ctypes.Array
+    rows: ctypes.Array
+    workspace: Workspace
+
+
+class NativeExecutable:
+    """One entry of a compiled native library (``graphcore_<name>``); the graph is run-time data.
+
+    The kernels take a graph's index arrays and row counts as arguments, so one build serves
+    every graph of the schema it was compiled for (the full graph, a sampled batch): a graph's
+    :class:`Binding` is made on its first call and cached while its layout lives. Subclasses give
+    the entry's trailing C argument types (``EXTRA_ARGTYPES``, after the buffer pointers, index
+    pointers, row counts and buffer sizes every entry takes) and ``run(layout, ...)``.
     """
 
     EXTRA_ARGTYPES: tuple = ()
 
-    def __init__(self, program: KernelProgram, layout: GraphLayout, entry, abi: Abi, source: str,
-                 pool: WorkspacePool | None = None):
-        self.program, self.layout, self.entry, self.abi, self.source = program, layout, entry, abi, source
+    def __init__(self, program: KernelProgram, entry, abi: Abi, source: str, pool: WorkspacePool):
+        self.program, self.entry, self.abi, self.source, self.pool = program, entry, abi, source, pool
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
                                ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), *self.EXTRA_ARGTYPES]
-        self.indices = index_tensors(layout, abi)
-        self.index_ptrs = pointer_array(self.indices)
-        self.rows = rows_array(layout)
         self.dtype = torch.float64 if abi.dtype == "float64" else torch.float32
-        pool = pool or WorkspacePool(layout.device)
-        self.workspace = Workspace(program, layout, self.dtype, pool)
         self.lock = pool.lock  # one call at a time among the programs sharing the pool
+        self._bindings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def arguments(self, env: dict[str, Tensor]) -> tuple[ctypes.Array, ctypes.Array, ctypes.Array, ctypes.Array]:
+    def binding(self, layout: GraphLayout) -> Binding:
+        """The run-time arguments of ``layout``'s graph (built once per layout)."""
+        bound = self._bindings.get(layout)
+        if bound is None:
+            indices = index_tensors(layout, self.abi)
+            bound = Binding(indices, pointer_array(indices), rows_array(layout),
+                            Workspace(self.program, layout, self.dtype, self.pool))
+            self._bindings[layout] = bound
+        return bound
+
+    def arguments(self, env: dict[str, Tensor], bound: Binding
+                  ) -> tuple[ctypes.Array, ctypes.Array, ctypes.Array, ctypes.Array]:
         """The four arguments every entry takes first: buffers, indices, row counts, buffer sizes."""
         tensors = [env[n] for n in self.abi.buffers]
-        return pointer_array(tensors), self.index_ptrs, self.rows, numel_array(tensors)
+        return pointer_array(tensors), bound.index_ptrs, bound.rows, numel_array(tensors)
 
     def refused(self, status: int) -> GraphError:
         """The error for a negative entry status: the entry's size check refused buffer ``-status - 1``."""

@@ -10,7 +10,7 @@ import codegen
 from codegen.backends.cfamily import CFamilyPrinter
 from codegen.backends.cpu.printer import CpuPrinter
 from codegen.backends.cuda.printer import CudaPrinter
-from codegen.backends.torch.executor import TorchExecutable
+from codegen.backends.torch.executor import TorchKernels
 from codegen.ir.kernel import STMT_OPS, Loop, TraversalSpec
 from codegen.ir.ops import LOWERINGS, OPS, OpDef
 from codegen.ir.ops.functions import BINARY, UNARY
@@ -44,7 +44,7 @@ def test_every_elementwise_function_is_spelled_and_has_a_reference(name):
     assert name in (elementwise.UNARY if name in UNARY else elementwise.BINARY)
 
 
-@pytest.mark.parametrize("printer", [CFamilyPrinter, CpuPrinter, CudaPrinter, TorchExecutable])
+@pytest.mark.parametrize("printer", [CFamilyPrinter, CpuPrinter, CudaPrinter, TorchKernels])
 def test_every_statement_op_is_spelled_by_every_printer(printer):
     missing = [op for op in STMT_OPS if op not in printer.STATEMENTS]
     assert not missing, f"{printer.__name__} cannot print {missing}"

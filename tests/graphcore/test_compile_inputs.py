@@ -70,7 +70,7 @@ def test_non_contiguous_input_gives_the_eager_result():
 def test_native_entry_refuses_a_wrong_buffer_size_on_its_own():
     """Defence in depth: the size check in the generated entry, with the Python checks bypassed."""
     g, model, compiled = _warm()
-    runner = next(iter(compiled._graphcore_plans[g].values()))
+    runner = next(iter(compiled._graphcore_plans.values()))
     executable = runner.forward
     source = executable.source
     assert "if (numel[0] != rows[0] * 6) return -1;" in source
@@ -79,8 +79,9 @@ def test_native_entry_refuses_a_wrong_buffer_size_on_its_own():
     from codegen.runtime.workspace import allocate
 
     x = torch.randn(g.num_nodes(), model.in_channels)
-    env = allocate(executable.workspace, [x], params, {}, torch.device("cpu"))
-    pointers, indices, rows, numel = executable.arguments(env)
+    bound = executable.binding(g.layout)
+    env = allocate(bound.workspace, [x], params, {}, torch.device("cpu"))
+    pointers, indices, rows, numel = executable.arguments(env, bound)
     assert executable.entry(pointers, indices, rows, numel, 1, None) == 0
     name = executable.program.inputs[0]
     short = numel_array([env[b][:-1] if b == name else env[b] for b in executable.abi.buffers])
@@ -92,13 +93,13 @@ def test_native_entry_refuses_a_wrong_buffer_size_on_its_own():
 
 def test_allocate_refuses_a_wrong_shape_below_the_front_end():
     g, model, compiled = _warm()
-    runner = next(iter(compiled._graphcore_plans[g].values()))
+    runner = next(iter(compiled._graphcore_plans.values()))
     from codegen.runtime.workspace import allocate
 
     params = [compiled._graphcore_params[name] for name in runner.param_names]
     bad = torch.randn(g.num_nodes() - 1, model.in_channels)
     with pytest.raises(gc.GraphError, match=r"input 0 \(buffer 'v0'\) .* needs shape \[16, 6\] for this graph, got \[15, 6\]"):
-        allocate(runner.forward.workspace, [bad], params, {}, torch.device("cpu"))
+        allocate(runner.forward.binding(g.layout).workspace, [bad], params, {}, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("layer", ["rgcn_sum", "rgat_heads", "hgt_proj"])

@@ -40,34 +40,31 @@ def module_source(programs: dict[str, KernelProgram]) -> tuple[str, dict[str, Ab
     return source, abis, legal
 
 
-def build_module(programs: dict[str, KernelProgram], layout: GraphLayout,
-                 pool: WorkspacePool | None = None) -> dict[str, CpuExecutable]:
+def build_module(programs: dict[str, KernelProgram], pool: WorkspacePool) -> dict[str, CpuExecutable]:
     """Compile a model's programs (forward, backward) as one library; one executable each."""
     source, abis, legal = module_source(programs)
     lib = load_library(source, toolchain(), ABI_VERSION)
-    pool = pool or WorkspacePool(layout.device)  # forward and backward temporaries never live at once
-    return {name: CpuExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
+    return {name: CpuExecutable(legal[name], getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
             for name in legal}
 
 
 class CpuExecutable(NativeExecutable):
-    """One entry of a compiled CPU library, bound to one graph layout:
-    ``entry(B, I, rows, numel, threads, seconds)``."""
+    """One entry of a compiled CPU library: ``entry(B, I, rows, numel, threads, seconds)``."""
 
     EXTRA_ARGTYPES = (ctypes.c_int, ctypes.POINTER(ctypes.c_double))
 
-    def __init__(self, program: KernelProgram, layout: GraphLayout, entry, abi: Abi, source: str,
-                 pool: WorkspacePool | None = None):
-        super().__init__(program, layout, entry, abi, source, pool)
+    def __init__(self, program: KernelProgram, entry, abi: Abi, source: str, pool: WorkspacePool):
+        super().__init__(program, entry, abi, source, pool)
         self.profile: list[float] | None = None  # set to a list to accumulate per-kernel seconds
 
-    def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
-            ) -> list[Tensor]:
+    def run(self, layout: GraphLayout, inputs: list[Tensor], params: list[Tensor],
+            randoms: dict[str, Tensor] | None = None) -> list[Tensor]:
         prog = self.program
         seconds = (ctypes.c_double * len(prog.kernels))() if self.profile is not None else None
+        bound = self.binding(layout)
         with self.lock:
-            env = allocate(self.workspace, inputs, params, randoms, torch.device("cpu"))
-            status = self.entry(*self.arguments(env), torch.get_num_threads(), seconds)
+            env = allocate(bound.workspace, inputs, params, randoms, torch.device("cpu"))
+            status = self.entry(*self.arguments(env, bound), torch.get_num_threads(), seconds)
         if seconds is not None:
             if not self.profile:
                 self.profile.extend([0.0] * len(prog.kernels))

@@ -78,37 +78,36 @@ def _arch() -> str:
     return f"sm_{major}{minor}"
 
 
-def build_module(programs: dict[str, KernelProgram], layout: GraphLayout,
-                 pool: WorkspacePool | None = None) -> dict[str, CudaExecutable]:
+def build_module(programs: dict[str, KernelProgram], pool: WorkspacePool) -> dict[str, CudaExecutable]:
     if not torch.cuda.is_available():
         raise CompileError("backend='cuda' needs a CUDA device; use backend='cpu' or 'torch'")
     source, abis, legal = module_source(programs)
     lib = load_library(source, toolchain(_arch()), ABI_VERSION)
-    pool = pool or WorkspacePool(layout.device)  # forward and backward temporaries never live at once
-    return {name: CudaExecutable(legal[name], layout, getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
+    return {name: CudaExecutable(legal[name], getattr(lib, f"graphcore_{name}"), abis[name], source, pool)
             for name in legal}
 
 
 class CudaExecutable(NativeExecutable):
-    """One entry of a compiled CUDA library, bound to one graph layout (on the GPU):
+    """One entry of a compiled CUDA library (the graph's layout on the GPU):
     ``entry(B, I, rows, numel, stream)``."""
 
     EXTRA_ARGTYPES = (ctypes.c_void_p,)
 
-    def run(self, inputs: list[Tensor], params: list[Tensor], randoms: dict[str, Tensor] | None = None
-            ) -> list[Tensor]:
+    def run(self, layout: GraphLayout, inputs: list[Tensor], params: list[Tensor],
+            randoms: dict[str, Tensor] | None = None) -> list[Tensor]:
         prog = self.program
-        stream = torch.cuda.current_stream(self.layout.device)
-        pool = self.workspace.pool
+        stream = torch.cuda.current_stream(layout.device)
+        pool = self.pool
+        bound = self.binding(layout)
         with self.lock:
             # kernels run asynchronously: a call on another stream must not touch the pool
             # before the previous call's kernels are done with it
             if pool.last_use is not None:
                 stream.wait_event(pool.last_use)
-            env = allocate(self.workspace, inputs, params, randoms, self.layout.device)
+            env = allocate(bound.workspace, inputs, params, randoms, layout.device)
             for buffer in pool.buffers:  # the caching allocator must not hand them out under us
                 buffer.record_stream(stream)
-            status = self.entry(*self.arguments(env), stream.cuda_stream)
+            status = self.entry(*self.arguments(env, bound), stream.cuda_stream)
             pool.last_use = torch.cuda.Event()
             pool.last_use.record(stream)
         if status < 0:

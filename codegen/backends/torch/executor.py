@@ -45,11 +45,22 @@ class _Rows:
         """The level of a result computed from variables ``names`` (none: a fresh load's)."""
         if not names:
             return "member" if self.in_loop else "row"
-        return TorchExecutable._level(names, self.levels, self.in_loop)
+        return TorchKernels._level(names, self.levels, self.in_loop)
 
 
 class TorchExecutable:
-    """A :class:`KernelProgram` bound to one graph layout, runnable with PyTorch."""
+    """A :class:`KernelProgram` runnable with PyTorch on any graph of its schema."""
+
+    def __init__(self, program: KernelProgram):
+        self.program = program
+
+    def run(self, layout: GraphLayout, inputs: Sequence[Tensor], params: Sequence[Tensor],
+            randoms: dict[str, Tensor] | None = None) -> list[Tensor]:
+        return TorchKernels(self.program, layout).run(inputs, params, randoms)
+
+
+class TorchKernels:
+    """One call of a :class:`KernelProgram` on one graph layout (see module doc)."""
 
     def __init__(self, program: KernelProgram, layout: GraphLayout):
         self.program, self.layout = program, layout

@@ -17,7 +17,7 @@ def test_executor_matches_interpreter(graph, layer, train):
     plan = build_plan(program, GraphStats.from_layout(g.layout), train=train, grad_inputs=(train,))
     forward = plan.programs["forward"]
     expected = evaluate(forward, g.layout, [x], params)
-    got = TorchExecutable(plan.forward, g.layout).run([x], params)
+    got = TorchExecutable(plan.forward).run(g.layout, [x], params)
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
@@ -27,6 +27,6 @@ def test_executor_matches_interpreter(graph, layer, train):
         dy = torch.randn_like(got[0])
         inputs = [x, *saved, dy]
         expected = evaluate(backward, g.layout, inputs, params)
-        got = TorchExecutable(plan.backward, g.layout).run(inputs, params)
+        got = TorchExecutable(plan.backward).run(g.layout, inputs, params)
         for a, b in zip(got, expected):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

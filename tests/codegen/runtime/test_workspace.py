@@ -18,7 +18,7 @@ def backward_program(graph_name, layer_name):
     compiled = gc.compile(model, backend="torch")
     x = torch.randn(g.num_nodes(), model.in_channels, dtype=torch.float64, requires_grad=True)
     compiled(g, x).sum().backward()
-    plan = next(iter(compiled._graphcore_plans[g].values())).plan
+    plan = next(iter(compiled._graphcore_plans.values())).plan
     return g, plan.backward
 
 
@@ -69,10 +69,10 @@ def test_cpu_executable_reuses_its_workspace_and_never_its_outputs():
     with torch.no_grad():
         out1 = compiled(g, x1)
         kept = out1.clone()
-        executable = next(iter(compiled._graphcore_plans[g].values())).forward
-        storage = {k: t.data_ptr() for k, t in executable.workspace.views().items()}
+        executable = next(iter(compiled._graphcore_plans.values())).forward
+        storage = {k: t.data_ptr() for k, t in executable.binding(g.layout).workspace.views().items()}
         out2 = compiled(g, x2)
-        assert {k: t.data_ptr() for k, t in executable.workspace.views().items()} == storage
+        assert {k: t.data_ptr() for k, t in executable.binding(g.layout).workspace.views().items()} == storage
         torch.testing.assert_close(out1, kept, rtol=0, atol=0)      # the second call did not write into it
         torch.testing.assert_close(out2, model(g, x2), rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(out1, model(g, x1), rtol=1e-10, atol=1e-12)
@@ -85,8 +85,8 @@ def test_forward_and_backward_take_temporaries_from_one_pool():
     compiled = gc.compile(model, backend="cpu")
     x = torch.randn(g.num_nodes(), model.in_channels, dtype=torch.float64, requires_grad=True)
     compiled(g, x).sum().backward()
-    runner = next(iter(compiled._graphcore_plans[g].values()))
-    forward, backward = runner.forward.workspace, runner.backward.workspace
+    runner = next(iter(compiled._graphcore_plans.values()))
+    forward, backward = runner.forward.binding(g.layout).workspace, runner.backward.binding(g.layout).workspace
     assert forward.pool is backward.pool and runner.forward.lock is runner.backward.lock
     pooled = [b.numel() for b in forward.pool.buffers]
     assert len(pooled) == max(len(forward.nbytes), len(backward.nbytes))
