@@ -17,8 +17,9 @@ Splits (lists of ``(train, test)`` index arrays into the pair list):
 * :func:`strubert_folds`: StruBERT's 5-fold cross-validation.
 
 Text decoding: files are decoded as UTF-8 with ``errors="strict"`` by default, so undecodable
-bytes raise :class:`TableError` naming the file and byte offset. Pass ``errors="replace"`` to
-turn them into U+FFFD instead, or ``encoding="latin-1"`` for legacy files.
+bytes raise :class:`TableError` naming the file, line and byte offset (a UTF-8 byte-order mark
+is dropped). Pass ``errors="replace"`` to turn them into U+FFFD instead, or ``encoding="latin-1"``
+for legacy files.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -133,32 +135,53 @@ class TablePair:
     strubert_test_fold: int = -1
 
 
-def _read_text(path: Path, encoding: str, errors: str) -> str:
+def _read_text(path: Path, encoding: str, errors: str, missing_hint: str = "") -> str:
+    """The decoded text of ``path`` (gunzipped for ``.gz``), without a leading byte-order mark.
+
+    Spreadsheet programs save UTF-8 with a BOM; kept, it would be part of the first header cell
+    (``'\\ufeffGene'``) or make ``json.loads`` fail on the first line.
+    """
     try:
         data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise TableError(f"cannot read table file {path}: no such file{missing_hint}") from e
     except OSError as e:
         raise TableError(f"cannot read table file {path}: {e.strerror}") from e
     if path.suffix == ".gz":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise TableError(f"{path}: not a readable gzip file ({e}); decompress it or drop the .gz suffix") from None
     try:
-        return data.decode(encoding, errors=errors)
+        return data.decode(encoding, errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
         raise TableError(
-            f"{path}: byte 0x{e.object[e.start]:02x} at offset {e.start} is not valid {encoding}. "
+            f"{path}, line {line}: byte 0x{e.object[e.start]:02x} at offset {e.start} is not valid {encoding}. "
             "Pass errors='replace' (CLI: --errors replace) to substitute U+FFFD, or the file's "
             "real encoding (e.g. encoding='latin-1', CLI: --encoding latin-1).") from e
     except LookupError as e:
         raise TableError(f"{path}: unknown text encoding {encoding!r} (try 'utf-8' or 'latin-1')") from e
 
 
+def _missing_hint(path: Path) -> str:
+    if path in (BUNDLED_TABLES, BUNDLED_PAIRS):
+        return (" (the bundled PMC corpus is for research use and ships in the repository, not in the wheel); "
+                "pass your own JSONL files")
+    return ""
+
+
 def _jsonl(path: Path) -> Iterable[tuple[int, dict]]:
-    for lineno, line in enumerate(_read_text(path, "utf-8", "strict").splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path, "utf-8", "strict", _missing_hint(path)).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise TableError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+        except RecursionError:
+            raise TableError(f"{path}:{lineno}: JSON nested too deeply to read; a table record is an object "
+                             "with lists of rows of cells") from None
         if not isinstance(record, dict):
             raise TableError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
         yield lineno, record
@@ -328,9 +351,32 @@ def _from_markdown(text: str, source: str) -> tuple[str, list[list[str]], list[l
     return caption, rows[:n_header], rows[n_header:]
 
 
-def _from_delimited(text: str, delimiter: str, header_rows: int) -> tuple[str, list[list[str]], list[list[str]]]:
-    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-            if any(c.strip() for c in r)]
+def _delimited_rows(text: str, delimiter: str, source: str) -> list[list[str]]:
+    """CSV/TSV rows; a quote left open must not swallow the rest of the file into one cell.
+
+    Read strictly first: ``csv`` then stops with "unexpected end of data" at an unclosed quote,
+    which becomes an error naming the line where the quoted cell starts. Any other strict-mode
+    complaint (a stray quote inside an unquoted cell) falls back to the lenient reading.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows = []
+    try:
+        while True:
+            start = reader.line_num + 1
+            rows.append(next(reader))
+    except StopIteration:
+        return rows
+    except csv.Error as e:
+        if "unexpected end of data" in str(e):
+            raise TableError(f"{source}, line {start}: a quoted cell opened on this line is never closed, so the "
+                             "rest of the file would be one cell; close the quote (write a literal quote as "
+                             '"")') from None
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+
+
+def _from_delimited(text: str, delimiter: str, header_rows: int,
+                    source: str = "table") -> tuple[str, list[list[str]], list[list[str]]]:
+    rows = [r for r in _delimited_rows(text, delimiter, source) if any(c.strip() for c in r)]
     return "", rows[:header_rows], rows[header_rows:]
 
 
@@ -374,7 +420,7 @@ def read_table(path: str | Path, caption: str | None = None, *, fmt: str | None 
     elif fmt == "markdown":
         found, header, body = _from_markdown(text, str(path))
     else:
-        found, header, body = _from_delimited(text, "," if fmt == "csv" else "\t", header_rows)
+        found, header, body = _from_delimited(text, "," if fmt == "csv" else "\t", header_rows, str(path))
     return Table(caption if caption is not None else found, header, body, table_id=path.name)
 
 
@@ -393,13 +439,13 @@ def grouped_kfold(pairs: Sequence[TablePair], n_folds: int = 5, seed: int = 0) -
         ``n_folds`` pairs of sorted index arrays ``(train, test)``.
 
     Raises:
-        ValueError: fewer query tables than folds, or ``n_folds < 2``.
+        TableError: fewer query tables than folds, or ``n_folds < 2`` (a ``ValueError``).
     """
     if n_folds < 2:
-        raise ValueError(f"grouped_kfold needs n_folds >= 2, got {n_folds}")
+        raise TableError(f"grouped_kfold needs n_folds >= 2, got {n_folds}")
     queries = sorted({p.table_a for p in pairs})
     if len(queries) < n_folds:
-        raise ValueError(f"grouped_kfold: {len(queries)} query tables cannot fill {n_folds} folds")
+        raise TableError(f"grouped_kfold: {len(queries)} query tables cannot fill {n_folds} folds")
     order = np.random.default_rng(seed).permutation(len(queries))
     members: dict[str, list[int]] = {}
     for i, p in enumerate(pairs):
@@ -421,11 +467,11 @@ def strubert_folds(pairs: Sequence[TablePair]) -> list[Split]:
     """StruBERT's 5-fold cross-validation, from each pair's ``strubert_test_fold``.
 
     Raises:
-        ValueError: a pair has no StruBERT fold (``strubert_test_fold < 0``).
+        TableError: a pair has no StruBERT fold (``strubert_test_fold < 0``; a ``ValueError``).
     """
     fold = np.asarray([p.strubert_test_fold for p in pairs])
     if (fold < 0).any():
-        raise ValueError(f"strubert_folds: {(fold < 0).sum()} pairs have no strubert_test_fold; "
+        raise TableError(f"strubert_folds: {(fold < 0).sum()} pairs have no strubert_test_fold; "
                          "these folds exist only for the bundled PMC pairs")
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(fold.max() + 1)]
 
@@ -435,10 +481,10 @@ def holdout(indices: np.ndarray, pairs: Sequence[TablePair], fraction: float = 0
     """Split ``indices`` into (fit, validation), by query table when ``grouped``.
 
     Raises:
-        ValueError: ``fraction`` is not in (0, 1).
+        TableError: ``fraction`` is not in (0, 1) (a ``ValueError``).
     """
     if not 0 < fraction < 1:
-        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+        raise TableError(f"holdout fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     indices = np.asarray(indices)
     if not grouped:

@@ -17,7 +17,11 @@ are missing.
 """
 from __future__ import annotations
 
+import io
 import pickle
+import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,7 +302,7 @@ def load_npz(path: str | Path, adjacency_key: str = "adj") -> TrafficSeries:
     (``edge_src``, ``edge_dst``, ``edge_cost``) gets :func:`gaussian_kernel_adjacency`.
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
+    with _open_npz(path) as z:
         if "speed" not in z.files:
             raise GraphError(f"{path}: no 'speed' array (a graph-only archive?); keys: {sorted(z.files)}")
         speed = z["speed"].astype(np.float32)
@@ -317,6 +321,88 @@ def load_npz(path: str | Path, adjacency_key: str = "adj") -> TrafficSeries:
             name=path.stem)
 
 
+class _CheckedNpz:
+    """An open ``.npz`` whose member reads turn corrupt data into a :class:`GraphError` naming the file."""
+
+    def __init__(self, path: Path, archive: np.lib.npyio.NpzFile):
+        self.path, self.archive, self.files = path, archive, archive.files
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self.archive[key]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise GraphError(f"{self.path}: array {key!r} cannot be read ({_reason(err)}); the archive is "
+                             "damaged or was not written by numpy.savez: write it again") from None
+
+    def __enter__(self) -> "_CheckedNpz":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.archive.close()
+
+
+def _reason(err: BaseException) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())
+
+
+def _open_npz(path: Path) -> _CheckedNpz:
+    """``np.load`` of an archive, with a clear error for an empty, truncated or non-zip file.
+
+    numpy says "No data left in file" (EOFError) for an empty file and "contains pickled data"
+    for any other non-zip bytes, neither naming the file nor the real problem.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise GraphError(f"{path} is empty (0 bytes): expected an .npz archive written by numpy.savez")
+    if not zipfile.is_zipfile(path):
+        raise GraphError(f"{path} is not an .npz archive ({size} bytes that are not a zip file); write the series "
+                         "with numpy.savez, or use a .csv/.h5 file with its suffix")
+    try:
+        return _CheckedNpz(path, np.load(path, allow_pickle=False))
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise GraphError(f"{path}: cannot open the .npz archive ({_reason(err)})") from None
+
+
+def read_text(path: str | Path) -> str:
+    """A text file as UTF-8 (a byte-order mark removed), with a clear error for other encodings.
+
+    Raises:
+        GraphError: undecodable bytes; the message names the file, line and byte offset.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise GraphError(f"{path}, line {line}: byte 0x{data[err.start]:02x} at offset {err.start} is not valid "
+                         "UTF-8; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
+_PANDAS_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def read_csv_table(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pandas.read_csv`` of a UTF-8 file, with errors that name the file and line.
+
+    Raises:
+        GraphError: an empty file, a row with more fields than the header, or undecodable bytes.
+    """
+    text = read_text(path)
+    if not text.strip():
+        raise GraphError(f"{path} is empty: expected a CSV table with a header row")
+    try:
+        return pd.read_csv(io.StringIO(text), **kwargs)
+    except pd.errors.EmptyDataError:
+        raise GraphError(f"{path} has no columns to read: expected a CSV table with a header row") from None
+    except pd.errors.ParserError as err:
+        found = _PANDAS_FIELDS.search(str(err))
+        if found:
+            expected, line, saw = found.groups()
+            raise GraphError(f"{path}, line {line}: {saw} fields where the header has {expected}; every row needs "
+                             "the same columns as the header") from None
+        raise GraphError(f"{path}: not a readable CSV table ({' '.join(str(err).split())})") from None
+
+
 def read_dcrnn_pickle(path: str | Path) -> tuple[list[str], dict[str, int], np.ndarray]:
     """Read DCRNN's ``adj_mx.pkl``: ``[sensor_ids, sensor_id_to_ind, adj_mx]``.
 
@@ -325,10 +411,15 @@ def read_dcrnn_pickle(path: str | Path) -> tuple[list[str], dict[str, int], np.n
     """
     with open(path, "rb") as f:
         try:
-            obj = pickle.load(f)
-        except UnicodeDecodeError:
-            f.seek(0)
-            obj = pickle.load(f, encoding="latin1")
+            try:
+                obj = pickle.load(f)
+            except UnicodeDecodeError:
+                f.seek(0)
+                obj = pickle.load(f, encoding="latin1")
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+                IndexError, KeyError) as err:
+            raise GraphError(f"{path} is not a readable pickle of [sensor_ids, sensor_id_to_ind, adj_mx] "
+                             f"({_reason(err)})") from None
     if not (isinstance(obj, (list, tuple)) and len(obj) == 3):
         raise GraphError(f"{path}: expected a pickle of [sensor_ids, sensor_id_to_ind, adj_mx]")
     ids, id_to_ind, adj = obj
@@ -344,7 +435,11 @@ def load_dcrnn(h5_path: str | Path, adj_pkl_path: str | Path) -> TrafficSeries:
     Raises:
         GraphError: the frame has no ``DatetimeIndex``, or the two files name different sensors.
     """
-    frame = pd.read_hdf(h5_path)
+    try:
+        frame = pd.read_hdf(h5_path)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # PyTables' errors are RuntimeErrors
+        raise GraphError(f"{h5_path} is not a readable pandas HDF5 file ({_reason(err)}); write the frame with "
+                         "DataFrame.to_hdf") from None
     if not isinstance(frame, pd.DataFrame) or not isinstance(frame.index, pd.DatetimeIndex):
         raise GraphError(f"{h5_path}: expected a DataFrame with a DatetimeIndex (pandas to_hdf)")
     ids, _, adj = read_dcrnn_pickle(adj_pkl_path)
@@ -367,20 +462,24 @@ def load_csv(series_path: str | Path, adjacency_path: str | Path) -> TrafficSeri
     the series header, turned into weights by :func:`gaussian_kernel_adjacency`) or a headerless
     ``N x N`` table of weights (T-GCN's ``los_adj.csv``).
     """
-    frame = pd.read_csv(series_path, index_col=0)
+    frame = read_csv_table(series_path, index_col=0)
     try:
         stamps = pd.DatetimeIndex(pd.to_datetime(frame.index))
     except (ValueError, TypeError) as err:
         raise GraphError(f"{series_path}: the first column must hold timestamps ({err})") from None
     ids = np.array([str(c) for c in frame.columns])
-    head = pd.read_csv(adjacency_path, nrows=0).columns
+    head = read_csv_table(adjacency_path, nrows=0).columns
     if {"from", "to", "cost"} <= {str(c).strip() for c in head}:
-        dist = pd.read_csv(adjacency_path, dtype={"from": str, "to": str})
+        dist = read_csv_table(adjacency_path, dtype={"from": str, "to": str})
         index = {s: i for i, s in enumerate(ids)}
         keep = dist["from"].isin(index) & dist["to"].isin(index)
         adj = gaussian_kernel_adjacency(len(ids), dist["from"][keep].map(index).to_numpy(),
                                         dist["to"][keep].map(index).to_numpy(), dist["cost"][keep].to_numpy())
     else:
-        adj = pd.read_csv(adjacency_path, header=None).to_numpy(np.float32)
-    return TrafficSeries(speed=frame.to_numpy(np.float32), timestamps=stamps.to_numpy().astype("datetime64[s]"),
+        adj = read_csv_table(adjacency_path, header=None).to_numpy(np.float32)
+    try:
+        speed = frame.to_numpy(np.float32)
+    except ValueError as err:
+        raise GraphError(f"{series_path}: every reading must be a number ({err}); write missing readings as 0") from None
+    return TrafficSeries(speed=speed, timestamps=stamps.to_numpy().astype("datetime64[s]"),
                          sensor_ids=ids, adjacency=adj, name=Path(series_path).stem)

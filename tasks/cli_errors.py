@@ -16,6 +16,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from codegen.errors import GraphcoreError
@@ -45,6 +46,25 @@ def one_line(err: BaseException) -> str:
     return "; ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def decoding_source(err: UnicodeDecodeError, argv: Sequence[str]) -> str | None:
+    """``"FILE, line L"`` for the file named in ``argv`` whose bytes ``err`` failed to decode.
+
+    A codec error carries the bytes but no file name (jsonargparse reading a ``--config``, a
+    reader deep in a library); the file given on the command line with exactly those bytes is the
+    one, and the line is counted up to the bad byte.
+    """
+    data = err.object if isinstance(err.object, bytes) else b""
+    for arg in argv:
+        candidate = Path(arg.partition("=")[2] if arg.startswith("-") else arg)
+        try:
+            if candidate.is_file() and candidate.stat().st_size == len(data) and candidate.read_bytes() == data:
+                line = data.count(b"\n", 0, err.start) + 1
+                return f"{candidate}, line {line}"
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def debug_requested(argv: Sequence[str]) -> bool:
     return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
@@ -64,7 +84,8 @@ def run_cli(main: Callable[[list[str]], R], argv: Sequence[str] | None = None) -
     except USER_ERRORS as err:
         if debug:
             raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        where = decoding_source(err, argv) if isinstance(err, UnicodeDecodeError) else None
+        print(f"error: {where + ': ' if where else ''}{one_line(err)}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
 
 

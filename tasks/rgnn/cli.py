@@ -3,7 +3,11 @@
 ``fit --data aifb --model rgcn`` trains the R-GCN on the bundled AIFB graph, saves a
 checkpoint, then prints the test accuracy of the final model. ``--data NAME`` and
 ``--model NAME`` are shorthands for ``--data.name NAME`` and ``--model.model NAME``; a
-per-dataset configuration is ``--config tasks/rgnn/configs/<data>_<model>.yaml``.
+per-dataset configuration is ``--config tasks/rgnn/configs/<data>_<model>.yaml``. ``fit`` keeps
+the checkpoint with the best validation accuracy and ``last.ckpt``, the final model, and prints
+both paths; ``predict --ckpt_path RUN.ckpt`` writes the test nodes' class probabilities to
+``predictions.csv`` (``--predictions.path`` elsewhere). User errors print one line and exit with
+code 2 (:mod:`tasks.cli_errors`; ``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jsonargparse import lazy_instance
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
+from tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
+from tasks.cli_errors import run_cli
+from tasks.predictions import add_prediction_arguments
 from tasks.rgnn.data import RGNNDataModule
 from tasks.rgnn.module import RGNNClassifier
 
@@ -28,8 +34,7 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 1,
     "logger": lazy_instance(CSVLogger, save_dir="lightning_logs", name="rgnn"),
 }
-CHECKPOINT_DEFAULTS = {"save_last": True, "monitor": "val/acc", "mode": "max",
-                       "filename": "epoch{epoch:02d}-val_acc{val/acc:.3f}", "auto_insert_metric_name": False}
+CHECKPOINT_DEFAULTS = checkpoint_defaults("val/acc", "max", "epoch{epoch:02d}-val_acc{val/acc:.3f}")
 
 
 def expand_shorthands(args: Sequence[str]) -> list[str]:
@@ -61,24 +66,28 @@ class RGNNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED:
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
+        add_checkpoint_arguments(parser, CHECKPOINT_DEFAULTS)
+        add_prediction_arguments(parser)
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after fit, print the test accuracy of the final model (fit only)")
 
     def after_fit(self) -> None:
-        callback = self.trainer.checkpoint_callback
-        if callback is not None and callback.last_model_path:
-            print(f"checkpoint: {callback.last_model_path}")
+        for line in checkpoint_summary(self.trainer):
+            print(line)
         if self.config.fit.test_after_fit:
             self.trainer.test(self.model, datamodule=self.datamodule)
 
 
 def main(args: Sequence[str] | None = None, **kwargs) -> RGNNCLI:
-    """Entry point; ``args`` defaults to ``sys.argv[1:]``, ``kwargs`` go to :class:`RGNNCLI`."""
-    args = expand_shorthands(sys.argv[1:] if args is None else args)
+    """Entry point under the CLI error policy; ``args`` defaults to ``sys.argv[1:]``, ``kwargs``
+    go to :class:`RGNNCLI`."""
     kwargs = {"trainer_defaults": TRAINER_DEFAULTS, "seed_everything_default": 0,
               "save_config_kwargs": {"overwrite": True}, "parser_kwargs": {"description": __doc__}, **kwargs}
-    with warnings.catch_warnings():  # the rewritten sys.argv is passed as args on purpose
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
-        return RGNNCLI(RGNNClassifier, RGNNDataModule, args=args, **kwargs)
+
+    def build(argv: list[str]) -> RGNNCLI:
+        with warnings.catch_warnings():  # the rewritten sys.argv is passed as args on purpose
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended",
+                                    category=UserWarning)
+            return RGNNCLI(RGNNClassifier, RGNNDataModule, args=expand_shorthands(argv), **kwargs)
+
+    return run_cli(build, sys.argv[1:] if args is None else args)

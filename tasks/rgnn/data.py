@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from datasets.hetero import HeteroDataset, load
 from graphcore.graph import HeteroGraph
+from tasks.cli_errors import UsageError
 
 STAGES = ("train", "val", "test")
 
@@ -54,7 +55,7 @@ def stratified_split(idx: Tensor, labels: Tensor, fraction: float, seed: int) ->
     least one); the choice depends only on ``seed``. Both parts come back sorted.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in [0, 1), got {fraction}")
+        raise UsageError(f"valid_fraction must be in [0, 1), got {fraction}")
     if fraction == 0.0:
         return idx.sort().values, idx.new_zeros(0)
     gen = torch.Generator().manual_seed(seed)
@@ -93,7 +94,7 @@ class RGNNDataModule(L.LightningDataModule):
         """The loaded dataset, checked to be a node-classification task."""
         data = load(self.hparams.name)
         if data.labels is None or data.train_idx is None or data.test_idx is None:
-            raise ValueError(f"dataset '{data.name}' has no node labels or no train/test split (is it a "
+            raise UsageError(f"dataset '{data.name}' has no node labels or no train/test split (is it a "
                              "link-prediction graph such as fb15k237?); use a node-classification dataset "
                              "such as aifb, mutag, heco_acm or heco_dblp")
         return data

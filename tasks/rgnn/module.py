@@ -83,8 +83,11 @@ class RGNNClassifier(L.LightningModule):
         self._common_step(batch, "test")
 
     def predict_step(self, batch: GraphBatch, batch_idx: int) -> dict[str, Tensor]:
-        """Class probabilities ``[B, C]`` of the batch's target nodes (global ids in ``index``)."""
-        return {"index": batch.index, "prob": self(batch.graph).index_select(0, batch.index).softmax(-1)}
+        """The batch's target nodes: ``node`` (id within the target node type, as in the
+        dataset's splits), predicted class ``pred`` and class probabilities ``prob`` ``[B, C]``."""
+        logits = self(batch.graph).index_select(0, batch.index)
+        offset = batch.graph.node_offset(self.trainer.datamodule.dataset.target)
+        return {"node": batch.index - offset, "pred": logits.argmax(-1), "prob": logits.softmax(-1)}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

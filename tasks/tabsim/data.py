@@ -7,7 +7,7 @@ split by :mod:`datasets.tables` (grouped by query table by default).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from datasets.tables import (BUNDLED_PAIRS, BUNDLED_TABLES, Table, TablePair, grouped_kfold, holdout, load_pairs,
                              load_tables, strubert_folds, tabsim_split)
+from tasks.cli_errors import UsageError
 from tasks.tabsim.encode import EncodedTable, TableBatch, TableEncoder, collate_chunks, size_order
 from tasks.tabsim.lexical import LexicalModel
 
@@ -34,6 +35,9 @@ class PairBatch:
         lexical: ``[P, 3]`` lexical features (:data:`tasks.tabsim.lexical.FEATURES`).
         labels: ``[P]`` 1.0 for similar pairs (0 when unknown).
         queries: the query table id of each pair (for ranking metrics).
+        candidates: the other table id of each pair (``""`` when unknown).
+        pair_ids: ``[P]`` the pairs' ``pair_id`` in the pair file (-1 when unknown); with the
+            table ids, what ``predict`` writes beside each score.
     """
 
     tables: list[TableBatch]
@@ -42,15 +46,18 @@ class PairBatch:
     lexical: Tensor
     labels: Tensor
     queries: list[str]
+    candidates: list[str] = field(default_factory=list)
+    pair_ids: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
     def to(self, device: torch.device | str) -> PairBatch:
         """A copy with every tensor on ``device``."""
         return PairBatch([t.to(device) for t in self.tables], self.a.to(device), self.b.to(device), self.lexical.to(device),
-                         self.labels.to(device), self.queries)
+                         self.labels.to(device), self.queries, self.candidates, self.pair_ids.to(device))
 
 
 def make_pair_batch(encoded: Sequence[EncodedTable], pairs: Sequence[tuple[int, int]],
-                    labels: Sequence[int] | None = None, queries: Sequence[str] | None = None) -> PairBatch:
+                    labels: Sequence[int] | None = None, queries: Sequence[str] | None = None,
+                    candidates: Sequence[str] | None = None, pair_ids: Sequence[int] | None = None) -> PairBatch:
     """Batch ``pairs`` of indices into ``encoded``.
 
     Tables are collated once each, in an order that depends only on the set of tables, so
@@ -65,7 +72,9 @@ def make_pair_batch(encoded: Sequence[EncodedTable], pairs: Sequence[tuple[int, 
         b=torch.tensor([pos[j] for _, j in pairs], dtype=torch.long),
         lexical=torch.tensor(lexical, dtype=torch.float32).view(len(pairs), -1),
         labels=torch.tensor(labels if labels is not None else [0] * len(pairs), dtype=torch.float32),
-        queries=list(queries) if queries is not None else [""] * len(pairs))
+        queries=list(queries) if queries is not None else [""] * len(pairs),
+        candidates=list(candidates) if candidates is not None else [""] * len(pairs),
+        pair_ids=torch.tensor(pair_ids if pair_ids is not None else [-1] * len(pairs), dtype=torch.long))
 
 
 def split_pairs(pairs: Sequence[TablePair], split: str, fold: int, n_folds: int = 5,
@@ -73,15 +82,15 @@ def split_pairs(pairs: Sequence[TablePair], split: str, fold: int, n_folds: int 
     """``(train, test)`` pair indices of fold ``fold`` under ``split`` ("grouped", "strubert", "tabsim").
 
     Raises:
-        ValueError: unknown split, or ``fold`` out of range for it.
+        UsageError: unknown split, or ``fold`` out of range for it (a ``ValueError``).
     """
     schemes = {"grouped": lambda: grouped_kfold(pairs, n_folds, seed), "strubert": lambda: strubert_folds(pairs),
                "tabsim": lambda: tabsim_split(pairs)}
     if split not in schemes:
-        raise ValueError(f"unknown split {split!r}; use one of {sorted(schemes)}")
+        raise UsageError(f"unknown split {split!r}; use one of {sorted(schemes)}")
     folds = schemes[split]()
     if not 0 <= fold < len(folds):
-        raise ValueError(f"split {split!r} has folds 0..{len(folds) - 1}, got fold={fold}")
+        raise UsageError(f"split {split!r} has folds 0..{len(folds) - 1}, got fold={fold}")
     return folds[fold]
 
 
@@ -122,6 +131,10 @@ class TabSimDataModule(L.LightningDataModule):
         if self.encoder is not None:
             return
         hp = self.hparams
+        if not (hp.tables and hp.pairs) and not (BUNDLED_TABLES.is_file() and BUNDLED_PAIRS.is_file()):
+            raise UsageError("the bundled PMC corpus is not installed (research use only: it ships in the "
+                             "repository, not in the wheel); pass your own JSONL files with --data.tables "
+                             "TABLES.jsonl --data.pairs PAIRS.jsonl")
         tables = load_tables(Path(hp.tables) if hp.tables else BUNDLED_TABLES)
         self.pairs = load_pairs(Path(hp.pairs) if hp.pairs else BUNDLED_PAIRS, tables)
         self.tables = list(tables.values())
@@ -146,8 +159,9 @@ class TabSimDataModule(L.LightningDataModule):
 
     def collate(self, indices: Sequence[int]) -> PairBatch:
         """Batch the pairs with these indices (into the pair file)."""
-        return make_pair_batch(self.encoded, [self.pair_index[i] for i in indices],
-                               [self.pairs[i].similar for i in indices], [self.pairs[i].table_a for i in indices])
+        pairs = [self.pairs[i] for i in indices]
+        return make_pair_batch(self.encoded, [self.pair_index[i] for i in indices], [p.similar for p in pairs],
+                               [p.table_a for p in pairs], [p.table_b for p in pairs], [p.pair_id for p in pairs])
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.parts[part].tolist(), batch_size=self.hparams.batch_size, shuffle=shuffle,

@@ -248,12 +248,19 @@ class Calibration(nn.Module):
     def forward(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(self.log_scale.exp() * logits + self.bias)
 
-    @torch.no_grad()
     def fit(self, logits: Tensor, labels: Tensor, steps: int = 100) -> None:
-        """Fit scale and bias by minimising BCE on ``(logits, labels)`` with L-BFGS."""
+        """Fit scale and bias by minimising BCE on ``(logits, labels)`` with L-BFGS.
+
+        Works whatever the caller's grad mode: Lightning's ``validate`` and ``test`` run under
+        ``torch.inference_mode``, where autograd records nothing even inside ``enable_grad``
+        (the inputs are cloned out of inference mode for that reason).
+        """
+        with torch.inference_mode(False), torch.no_grad():
+            self._fit(logits.detach().clone().double(), labels.detach().clone().double(), steps)
+
+    def _fit(self, logits: Tensor, labels: Tensor, steps: int) -> None:
         params = torch.zeros(2, requires_grad=True)
         opt = torch.optim.LBFGS([params], max_iter=steps, line_search_fn="strong_wolfe")
-        logits, labels = logits.detach().double(), labels.detach().double()
 
         def closure() -> Tensor:
             opt.zero_grad()

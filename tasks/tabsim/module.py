@@ -6,9 +6,9 @@ Losses: ``head="bce"`` trains the monotone head with binary cross-entropy on its
 .. math::
     \mathcal{L} = y\, d^2 + (1 - y) \max(0, m - d)^2 .
 
-After every validation epoch the calibration (Platt scaling) is fitted on the validation
-logits and the threshold with the best validation macro-F1 is stored in the model, so the
-checkpoint carries both; ``test`` reports accuracy, macro-F1 and ranking metrics at that threshold.
+After every validation epoch of ``fit`` the calibration (Platt scaling) is fitted on the
+validation logits and the threshold with the best validation macro-F1 is stored in the model, so
+the checkpoint carries both (``validate`` reports the checkpoint's own calibration); ``test`` reports accuracy, macro-F1 and ranking metrics at that threshold.
 The fitted :class:`~tasks.tabsim.encode.TableEncoder` travels in the checkpoint too.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from tasks.tabsim.data import PairBatch
@@ -107,9 +108,12 @@ class TabSimModule(L.LightningModule):
     def test_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
         return self._common_step(batch, "test")
 
-    def predict_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
-        """Calibrated scores in [0, 1] of the batch's pairs."""
-        return self.net.calibration(self.net(batch.tables, batch.a, batch.b, batch.lexical))
+    def predict_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Any]:
+        """The batch's pairs (``pair_id``, ``table_a``, ``table_b``), their calibrated ``score`` in
+        [0, 1] and the verdict ``similar`` (score >= the threshold chosen on validation)."""
+        scores = self.net.calibration(self.net(batch.tables, batch.a, batch.b, batch.lexical))
+        return {"pair_id": batch.pair_ids, "table_a": batch.queries, "table_b": batch.candidates, "score": scores,
+                "similar": (scores >= self.net.calibration.threshold).long()}
 
     def on_validation_epoch_start(self) -> None:
         self._outputs = []
@@ -123,10 +127,11 @@ class TabSimModule(L.LightningModule):
         queries = [q for o in self._outputs for q in o[2]]
         self._outputs = []
         calib = self.net.calibration
-        if stage == "val":
+        refit = stage == "val" and self.trainer.state.fn == TrainerFn.FITTING
+        if refit:       # `validate` and `test` evaluate the checkpoint as saved, calibration included
             calib.fit(logits, labels)
         scores = calib(logits).numpy()
-        if stage == "val":
+        if refit:
             calib.threshold.fill_(best_threshold(scores, labels.numpy()))
         metrics = binary_metrics(scores, labels.numpy(), float(calib.threshold))
         ranking = ranking_metrics(scores, labels.numpy(), queries)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import pickle
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from datasets.tables import Table
+from tasks.cli_errors import UsageError
 from tasks.tabsim.encode import EncodedTable, collate_chunks, size_order
 from tasks.tabsim.lexical import LexicalModel
 from tasks.tabsim.model import TableEmbedding
@@ -42,12 +45,12 @@ class Scorer:
         module: a trained module with an attached encoder.
 
     Raises:
-        ValueError: the module carries no encoder (it was never fitted).
+        UsageError: the module carries no encoder (it was never fitted; a ``ValueError``).
     """
 
     def __init__(self, module: TabSimModule):
         if module.encoder is None:
-            raise ValueError("this TabSimModule has no TableEncoder: load a checkpoint written by "
+            raise UsageError("this TabSimModule has no TableEncoder: load a checkpoint written by "
                              "`python -m tasks.tabsim fit`, or attach() the data module's encoder")
         self.module = module.eval().cpu()
         self.net = self.module.net
@@ -58,16 +61,20 @@ class Scorer:
         """Load a checkpoint (``.ckpt`` or ``.ckpt.gz``).
 
         Raises:
-            ValueError: no file at ``path``.
+            UsageError: no file at ``path``, or a file that is not a TabSim checkpoint.
         """
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"no model checkpoint at {path}. Train one with `python -m tasks.tabsim fit` and pass "
-                             "its checkpoint (lightning_logs/version_N/checkpoints/*.ckpt) with --ckpt")
-        data = path.read_bytes()
-        if path.suffix == ".gz":
-            data = gzip.decompress(data)
-        module = TabSimModule.load_from_checkpoint(io.BytesIO(data), map_location="cpu", weights_only=False)
+            raise UsageError(f"no model checkpoint at {path}. Train one with `python -m tasks.tabsim fit` and pass "
+                             "its checkpoint (lightning_logs/version_N/checkpoints/last.ckpt) with --ckpt")
+        try:
+            data = path.read_bytes()
+            if path.suffix == ".gz":
+                data = gzip.decompress(data)
+            module = TabSimModule.load_from_checkpoint(io.BytesIO(data), map_location="cpu", weights_only=False)
+        except (OSError, EOFError, zlib.error, pickle.UnpicklingError, RuntimeError, KeyError, TypeError) as err:
+            raise UsageError(f"{path} is not a TabSim checkpoint ({type(err).__name__}: {' '.join(str(err).split())}); "
+                             "pass one written by `python -m tasks.tabsim fit`") from None
         return cls(module)
 
     @property

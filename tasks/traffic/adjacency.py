@@ -26,13 +26,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tasks.cli_errors import UsageError
+
 ADJACENCY_MODES = ("distance", "all_ones", "adaptive", "semi")
 
 
 def check_mode(mode: str) -> str:
-    """Return ``mode`` if it is one of :data:`ADJACENCY_MODES`, else raise ``ValueError``."""
+    """Return ``mode`` if it is one of :data:`ADJACENCY_MODES`, else raise :class:`UsageError` (a ``ValueError``)."""
     if mode not in ADJACENCY_MODES:
-        raise ValueError(f"unknown adjacency mode {mode!r}; choose one of {', '.join(ADJACENCY_MODES)}")
+        raise UsageError(f"unknown adjacency mode {mode!r}; choose one of {', '.join(ADJACENCY_MODES)}")
     return mode
 
 
@@ -80,7 +82,7 @@ class VirtualNodeAdjacency(nn.Module):
         if distance.ndim != 2 or distance.shape[0] != distance.shape[1]:
             raise ValueError(f"distance adjacency must be square, got shape {tuple(distance.shape)}")
         if n_virtual < 0:
-            raise ValueError(f"n_virtual must be >= 0, got {n_virtual}")
+            raise UsageError(f"n_virtual must be >= 0, got {n_virtual}")
         self.num_real, self.n_virtual = distance.shape[0], n_virtual
         self.prune_threshold = prune_threshold
         total = self.num_real + n_virtual

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from datasets.traffic import TrafficSeries, WindowSplit, day_of_week, time_of_day
+from tasks.cli_errors import UsageError
 from tasks.traffic.metrics import MaskedHorizonErrors, masked_mae_loss
 
 SMOOTHING_CANDIDATES = (1, 3, 5, 7, 9, 11, 15, 21, 31)
@@ -65,7 +66,8 @@ def daily_profile(series: TrafficSeries, split: WindowSplit, n_types: int = 1, s
         ``[n_types, slots, N]`` float32.
     """
     if smoothing < 1 or smoothing % 2 == 0:
-        raise ValueError(f"the smoothing width must be a positive odd number of slots, got {smoothing}")
+        raise UsageError(f"the smoothing width (model.profile_smoothing) must be a positive odd number of slots, "
+                         f"got {smoothing}")
     if statistic not in ("mean", "median"):
         raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
     reduce = np.nanmedian if statistic == "median" else np.nanmean

@@ -2,18 +2,22 @@
 
 ``fit`` with no arguments trains the semi-adaptive, 10-virtual-node model on the bundled
 Los-loop, then evaluates its best checkpoint on the test split beside the persistence and
-time-of-day floors (``--test_after_fit false`` skips that).
+time-of-day floors (``--test_after_fit false`` skips that). ``predict --ckpt_path RUN.ckpt``
+writes the test windows' forecasts to ``predictions.npz`` (``--predictions.path`` elsewhere).
+User errors print one line and exit with code 2 (:mod:`tasks.cli_errors`; ``--debug`` shows
+the traceback).
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from jsonargparse import lazy_instance
 
+from tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
+from tasks.cli_errors import guarded
+from tasks.predictions import add_prediction_arguments
 from tasks.traffic.data import TrafficDataModule
 from tasks.traffic.module import TrafficForecaster
 
@@ -22,16 +26,15 @@ TRAINER_DEFAULTS = {
     "gradient_clip_val": 5.0,
     "logger": lazy_instance(CSVLogger, save_dir="lightning_logs", name="traffic"),
 }
-CHECKPOINT_DEFAULTS = {"monitor": "val/mae", "mode": "min", "save_last": True,
-                       "filename": "epoch{epoch:02d}-val_mae{val/mae:.3f}", "auto_insert_metric_name": False}
+CHECKPOINT_DEFAULTS = checkpoint_defaults("val/mae", "min", "epoch{epoch:02d}-val_mae{val/mae:.3f}")
 
 
 class TrafficCLI(LightningCLI):
     """LightningCLI with a test of the best checkpoint after ``fit``."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
+        add_checkpoint_arguments(parser, CHECKPOINT_DEFAULTS)
+        add_prediction_arguments(parser)
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after fit, evaluate the best checkpoint on the test split (fit only)")
 
@@ -42,16 +45,18 @@ class TrafficCLI(LightningCLI):
         if best:
             horizon = self.datamodule.hparams.horizon
             print(f"\nbest validation masked MAE (mean of {horizon} steps): "
-                  f"{float(callback.best_model_score):.3f} mph\ncheckpoint: {best}")
+                  f"{float(callback.best_model_score):.3f} mph")
+        for line in checkpoint_summary(trainer):
+            print(line)
         if self.config.fit.test_after_fit:
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         if best:
             print(f"pictures: python -m tasks.traffic plot --ckpt_path {best}")
 
 
-def main(args: Sequence[str] | None = None) -> None:
-    """Entry point; ``args`` defaults to ``sys.argv[1:]``."""
-    args = list(sys.argv[1:] if args is None else args)
+@guarded
+def main(args: Sequence[str]) -> None:
+    """Entry point under the CLI error policy; ``args`` defaults to ``sys.argv[1:]``."""
     if args[:1] == ["plot"]:
         from tasks.traffic.plot_command import run_plot_cli
         run_plot_cli(args[1:])

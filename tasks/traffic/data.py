@@ -15,20 +15,24 @@ class WindowDataset(Dataset):
     """Windows ``(x [T_in, N, C], y [H, N])`` starting at the given steps.
 
     ``x`` holds model inputs (scaled speed and covariates); ``y`` the raw readings, missing
-    entries included, so metrics are computed in the data's units.
+    entries included, so metrics are computed in the data's units. With ``with_start`` each item
+    also carries the window's first step, the id ``predict`` writes beside its forecast.
     """
 
-    def __init__(self, inputs: Tensor, targets: Tensor, starts: np.ndarray, input_len: int, horizon: int):
+    def __init__(self, inputs: Tensor, targets: Tensor, starts: np.ndarray, input_len: int, horizon: int,
+                 with_start: bool = False):
         self.inputs, self.targets, self.starts = inputs, targets, starts
         self.input_len, self.horizon = input_len, horizon
+        self.with_start = with_start
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         s = int(self.starts[index])
         end = s + self.input_len
-        return self.inputs[s:end], self.targets[end:end + self.horizon]
+        item = (self.inputs[s:end], self.targets[end:end + self.horizon])
+        return (*item, torch.tensor(s)) if self.with_start else item
 
 
 class TrafficDataModule(L.LightningDataModule):
@@ -90,14 +94,14 @@ class TrafficDataModule(L.LightningDataModule):
         """Input features per sensor and step."""
         return 1 + int(self.hparams.time_of_day) + int(self.hparams.day_of_week)
 
-    def dataset(self, stage: str) -> WindowDataset:
-        """The windows of ``train``, ``val`` or ``test``."""
+    def dataset(self, stage: str, with_start: bool = False) -> WindowDataset:
+        """The windows of ``train``, ``val`` or ``test`` (with their first step: ``with_start``)."""
         self.setup()
         return WindowDataset(self.inputs, self.targets, self.windows.starts(stage),
-                             self.hparams.input_len, self.hparams.horizon)
+                             self.hparams.input_len, self.hparams.horizon, with_start)
 
-    def _loader(self, stage: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(self.dataset(stage), batch_size=self.hparams.batch_size, shuffle=shuffle,
+    def _loader(self, stage: str, shuffle: bool = False, with_start: bool = False) -> DataLoader:
+        return DataLoader(self.dataset(stage, with_start), batch_size=self.hparams.batch_size, shuffle=shuffle,
                           num_workers=self.hparams.num_workers)
 
     def train_dataloader(self) -> DataLoader:
@@ -110,4 +114,5 @@ class TrafficDataModule(L.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        """The test windows, each with its first step (``predict`` writes it as the window's id)."""
+        return self._loader("test", with_start=True)

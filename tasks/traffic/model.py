@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tasks.cli_errors import UsageError
 from tasks.traffic.adjacency import VirtualNodeAdjacency, transition_matrices
 
 
@@ -206,7 +207,7 @@ class VirtualNodeSTGCN(nn.Module):
         super().__init__()
         remaining = input_len - 2 * n_blocks * (kernel_size - 1)
         if remaining < 1:
-            raise ValueError(
+            raise UsageError(
                 f"{n_blocks} blocks with kernel_size {kernel_size} consume {input_len - remaining} of "
                 f"the {input_len} input steps; use fewer blocks, a smaller kernel or longer inputs")
         self.adjacency = VirtualNodeAdjacency(distance, n_virtual, adjacency_mode, embedding_dim, prune_threshold)

@@ -1,13 +1,18 @@
 """LightningModule: trains :class:`VirtualNodeSTGCN` with the masked MAE in mph."""
 from __future__ import annotations
 
+import inspect
+import pickle
+import zipfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tasks.cli_errors import UsageError
 from tasks.traffic.adjacency import check_mode
 from tasks.traffic.baselines import fit_seasonal_prior, floor_errors
 from tasks.traffic.data import TrafficDataModule
@@ -71,7 +76,7 @@ class TrafficForecaster(L.LightningModule):
         seasonal = decay = bounds = None
         if hp.seasonal_prior:
             if not dhp.time_of_day:
-                raise ValueError("seasonal_prior needs the time-of-day input channel: set data.time_of_day=true "
+                raise UsageError("seasonal_prior needs the time-of-day input channel: set data.time_of_day=true "
                                  "or model.seasonal_prior=false")
             prior = fit_seasonal_prior(data.series, data.windows, 2 if dhp.day_of_week else 1, hp.profile_smoothing)
             seasonal = torch.from_numpy(data.scaler.transform(prior.profile))
@@ -111,8 +116,19 @@ class TrafficForecaster(L.LightningModule):
     def test_step(self, batch, batch_idx):
         return self._common_step(batch, "test")
 
-    def predict_step(self, batch, batch_idx):
-        return self(batch[0])
+    def predict_step(self, batch, batch_idx) -> dict[str, Any]:
+        """Forecasts of the batch's windows: ``window_start`` (first input step, the window's id),
+        ``target_time`` (time of its first forecast step) and ``forecast`` ``[B, H, N]`` in mph."""
+        x, _, start = batch
+        data = self.trainer.datamodule
+        first_target = start.cpu().numpy() + data.hparams.input_len
+        return {"window_start": start, "target_time": data.series.timestamps[first_target], "forecast": self(x)}
+
+    def prediction_metadata(self) -> dict[str, np.ndarray]:
+        """Per-file values of the predictions: the sensor id of each forecast column and the step."""
+        series = self.trainer.datamodule.series
+        return {"sensor_ids": series.sensor_ids.astype(str),
+                "interval_minutes": np.asarray(series.interval_minutes)}
 
     def on_validation_epoch_end(self) -> None:
         errors = self.errors["val"]
@@ -162,8 +178,12 @@ def load_trained(ckpt_path: str | Path, **data_overrides) -> tuple[TrafficForeca
 
     Returns:
         ``(model in eval mode, set-up datamodule)``.
+
+    Raises:
+        UsageError: no such file, a file that is not a checkpoint, or the checkpoint of another
+            model (e.g. an rgnn run).
     """
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = read_traffic_checkpoint(ckpt_path)
 
     def public(hparams: dict) -> dict:  # drop LightningCLI's bookkeeping keys such as "_instantiator"
         return {k: v for k, v in hparams.items() if not k.startswith("_")}
@@ -172,6 +192,34 @@ def load_trained(ckpt_path: str | Path, **data_overrides) -> tuple[TrafficForeca
     model = TrafficForecaster(**public(ckpt["hyper_parameters"])).build(data)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), data
+
+
+def read_traffic_checkpoint(ckpt_path: str | Path) -> dict:
+    """Load a checkpoint and check that ``python -m tasks.traffic fit`` wrote it.
+
+    Raises:
+        UsageError: no such file, not a torch checkpoint, or hyper-parameters that are not a
+            :class:`TrafficForecaster`'s (the message names the foreign ones).
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UsageError(f"no checkpoint at {path}; pass a .ckpt written by `python -m tasks.traffic fit` "
+                         "(lightning_logs/traffic/version_N/checkpoints/)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as err:
+        raise UsageError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    known = set(inspect.signature(TrafficForecaster.__init__).parameters) - {"self"}
+    data_known = set(inspect.signature(TrafficDataModule.__init__).parameters) - {"self"}
+    foreign = sorted(k for k in (hparams or {}) if not k.startswith("_") and k not in known)
+    foreign += sorted(k for k in ckpt.get("datamodule_hyper_parameters", {}) if not k.startswith("_")
+                      and k not in data_known) if isinstance(ckpt, dict) else []
+    if hparams is None or "state_dict" not in ckpt or foreign:
+        detail = f" (it has the hyper-parameters {foreign[:6]})" if foreign else ""
+        raise UsageError(f"{path} is not a traffic model checkpoint{detail}; pass one written by "
+                         "`python -m tasks.traffic fit`")
+    return ckpt
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from jsonargparse import CLI
 
+from tasks.cli_errors import UsageError
 from tasks.traffic.baselines import floor_errors
 from tasks.traffic.module import TrafficForecaster, forecast, load_trained
 from tasks.traffic.plots import plot_error_vs_horizon, plot_forecasts, plot_sensitivity, plot_virtual_adjacency
@@ -56,7 +57,7 @@ def plot(*, ckpt_path: str, out_dir: str | None = None, compare_ckpt_path: str |
     series, windows = data.series, data.windows
     out = Path(out_dir) if out_dir else Path(ckpt_path).resolve().parent.parent / "plots"
     if not 1 <= step <= windows.horizon:
-        raise ValueError(f"step {step} is outside the model's horizon 1..{windows.horizon}")
+        raise UsageError(f"step {step} is outside the model's horizon 1..{windows.horizon}")
     preds, errors = forecast(model, data)
     target_steps = windows.target_steps("test")
     truth = series.speed[target_steps]                                # [W, H, N]
@@ -65,7 +66,7 @@ def plot(*, ckpt_path: str, out_dir: str | None = None, compare_ckpt_path: str |
         sensors = [str(s) for s in sensors]
         unknown = [s for s in sensors if s not in ids]
         if unknown:
-            raise ValueError(f"unknown sensor ids {unknown}; the series has ids such as {ids[:5]}")
+            raise UsageError(f"unknown sensor ids {unknown}; the series has ids such as {ids[:5]}")
         chosen = [ids.index(s) for s in sensors]
     else:
         chosen = np.argsort(truth[:, step - 1].std(axis=0))[::-1][:3].tolist()

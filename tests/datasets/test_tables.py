@@ -172,3 +172,40 @@ def test_holdout_grouped_and_random(corpus):
     assert len(val) == 100 and sorted(np.concatenate([fit, val]).tolist()) == idx.tolist()
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\)"):
         holdout(idx, pairs, 1.0)
+
+
+def test_unclosed_quote_is_an_error_with_its_line(tmp_path):
+    (tmp_path / "q.csv").write_text('Gene,Note\nIL6,ok\nTNF,"open\nX,4\n')
+    with pytest.raises(TableError, match=r"q.csv, line 3: a quoted cell opened on this line is never closed"):
+        read_table(tmp_path / "q.csv")
+    (tmp_path / "fine.csv").write_text('Gene,Note\nIL6,"two\nlines"\nTNF,5 "in" 2\n')    # closed; stray quotes
+    assert read_table(tmp_path / "fine.csv").body_rows == (("IL6", "two\nlines"), ("TNF", '5 "in" 2'))
+
+
+def test_byte_order_mark_is_dropped(tmp_path):
+    (tmp_path / "bom.csv").write_bytes("\ufeffGene,Dose\nIL6,5\n".encode("utf-8"))
+    assert read_table(tmp_path / "bom.csv").header_rows == (("Gene", "Dose"),)
+    (tmp_path / "bom.jsonl").write_bytes(("\ufeff" + json.dumps(
+        {"table_id": "t", "caption": "", "header_rows": [["a"]], "body_rows": [["b"]]}) + "\n").encode("utf-8"))
+    assert list(load_tables(tmp_path / "bom.jsonl")) == ["t"]
+
+
+def test_undecodable_byte_names_the_line(tmp_path):
+    (tmp_path / "l.csv").write_bytes("Gene,Dose\nIL6,5\nTNF,5 \u00b5g\n".encode("latin-1"))
+    with pytest.raises(TableError, match=r"l.csv, line 3: byte 0xb5 at offset 22 is not valid utf-8"):
+        read_table(tmp_path / "l.csv")
+
+
+def test_deeply_nested_json_is_an_error_with_its_line(tmp_path):
+    (tmp_path / "deep.jsonl").write_text("\n" + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(TableError, match=r"deep.jsonl:2: JSON nested too deeply"):
+        load_tables(tmp_path / "deep.jsonl")
+
+
+def test_missing_bundled_corpus_says_it_is_not_in_the_wheel(tmp_path, monkeypatch):
+    missing = tmp_path / "pmc_tables.jsonl.gz"
+    monkeypatch.setattr("datasets.tables.BUNDLED_TABLES", missing)
+    with pytest.raises(TableError, match=r"no such file \(the bundled PMC corpus .* not in the wheel\); pass your own"):
+        load_tables(missing)
+    with pytest.raises(TableError, match=r"cannot read table file \S*other.jsonl: no such file$"):
+        load_tables(tmp_path / "other.jsonl")

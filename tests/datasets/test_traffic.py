@@ -185,3 +185,45 @@ def test_load_traffic_rejects_unknown_files(tmp_path):
     (tmp_path / "x.h5").write_bytes(b"")
     with pytest.raises(GraphError, match="needs its graph"):
         load_traffic(tmp_path / "x.h5")
+
+
+def test_empty_truncated_or_foreign_npz_names_the_file(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(GraphError, match=r"empty.npz is empty \(0 bytes\)"):
+        load_traffic(tmp_path / "empty.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(GraphError, match=r"junk.npz is not an .npz archive \(14 bytes"):
+        load_traffic(tmp_path / "junk.npz")
+    np.savez(tmp_path / "whole.npz", speed=np.ones((4, 2)))
+    data = bytearray((tmp_path / "whole.npz").read_bytes())
+    data[60:70] = b"\xff" * 10                                  # corrupt the member's bytes, keep the zip index
+    (tmp_path / "damaged.npz").write_bytes(bytes(data))
+    with pytest.raises(GraphError, match=r"damaged.npz: (array 'speed' cannot be read|cannot open)"):
+        load_traffic(tmp_path / "damaged.npz")
+
+
+def test_csv_errors_name_file_and_line(tmp_path):
+    (tmp_path / "adj.csv").write_text("1,0\n0,1\n")
+    cases = {"ragged.csv": (b"t,a,b\n2012-03-01 00:00,1,2\n2012-03-01 00:05,1,2,3\n",
+                            r"ragged.csv, line 3: 4 fields where the header has 3"),
+             "empty.csv": (b"\n\n", r"empty.csv is empty: expected a CSV table with a header row"),
+             "latin.csv": ("t,a,b\n2012-03-01 00:00,1,2\n# capteur \u00e9\n".encode("latin-1"),
+                           r"latin.csv, line 3: byte 0xe9 at offset 37 is not valid UTF-8"),
+             "words.csv": (b"t,a,b\n2012-03-01 00:00,1,fast\n2012-03-01 00:05,1,2\n",
+                           r"words.csv: every reading must be a number")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(GraphError, match=message):
+            load_traffic(tmp_path / name, tmp_path / "adj.csv")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbft,a,b\n2012-03-01 00:00,1,2\n2012-03-01 00:05,3,4\n")
+    series = load_traffic(tmp_path / "bom.csv", tmp_path / "adj.csv")
+    assert series.sensor_ids.tolist() == ["a", "b"] and series.speed.tolist() == [[1, 2], [3, 4]]
+
+
+def test_garbage_pickle_and_h5_are_graph_errors(tmp_path):
+    (tmp_path / "adj_mx.pkl").write_bytes(b"garbage")
+    (tmp_path / "s.h5").write_bytes(b"garbage")
+    with pytest.raises(GraphError, match=r"s.h5 is not a readable pandas HDF5 file"):
+        load_traffic(tmp_path / "s.h5", tmp_path / "adj_mx.pkl")
+    with pytest.raises(GraphError, match=r"adj_mx.pkl is not a readable pickle"):
+        read_dcrnn_pickle(tmp_path / "adj_mx.pkl")

@@ -1,4 +1,6 @@
 """``python -m tasks.rgnn``: help, fast_dev_run per model, checkpoint round trip, configs."""
+import csv
+import re
 import subprocess
 import sys
 
@@ -79,3 +81,42 @@ def test_compiled_model_trains_and_matches_eager(tmp_path, recwarn):
     eager.load_state_dict(compiled.state_dict())  # same parameter names as the eager model
     graph = cli.datamodule.graph
     torch.testing.assert_close(compiled(graph), eager(graph), rtol=1e-4, atol=1e-5)
+
+
+def test_last_checkpoint_is_the_final_model_and_predict_writes_the_test_nodes(tmp_path, capsys):
+    root = [f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}", *QUIET]
+    # best = lowest epoch: the best checkpoint is epoch 0's, last.ckpt must still hold epoch 2's model
+    cli = main(["fit", "--data", "aifb", "--model.hidden", "8", "--trainer.max_epochs", "3", "--test_after_fit=false",
+                "--checkpoint.monitor=epoch", "--checkpoint.mode=min", *root])
+    folder = tmp_path / "rgnn" / "version_0" / "checkpoints"
+    out = capsys.readouterr().out
+    assert f"best checkpoint: {folder / 'epoch00-val_acc'}" in out
+    assert f"last checkpoint: {folder / 'last.ckpt'} (final model, step 3)" in out
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (2, 3)
+    for name, value in cli.model.state_dict().items():
+        torch.testing.assert_close(last["state_dict"][name], value, rtol=0, atol=0)
+
+    main(["predict", "--data", "aifb", "--model.hidden", "8", f"--ckpt_path={folder / 'last.ckpt'}",
+          f"--predictions.path={tmp_path / 'p.csv'}", *root])
+    assert f"predictions (36 rows): {tmp_path / 'p.csv'}" in capsys.readouterr().out
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    data = cli.datamodule
+    assert [int(r["node"]) for r in rows] == data.splits["test"].tolist()
+    probs = torch.tensor([[float(r[f"prob_{c}"]) for c in range(data.num_classes)] for r in rows])
+    expected = cli.model.eval()(data.graph).index_select(0, data.batch("test").index).softmax(-1)
+    torch.testing.assert_close(probs, expected)
+    assert [int(r["pred"]) for r in rows] == expected.argmax(-1).tolist()
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--data", "aifb", "--data.valid_fraction=1.5", "--trainer.fast_dev_run=1",
+              f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == "error: valid_fraction must be in [0, 1), got 1.5\n"
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--data", str(tmp_path / "nothing.npz"), "--trainer.fast_dev_run=1", *QUIET])
+    assert done.value.code == 2
+    assert re.fullmatch(r"error: dataset '\S*nothing.npz' not found: looked for .*\n", capsys.readouterr().err)

@@ -5,11 +5,13 @@ import re
 import lightning as L
 import numpy as np
 import pytest
+import torch
 
-from datasets.tables import load_pairs, load_tables
+from datasets.tables import TableError, load_pairs, load_tables
 from tasks.tabsim.cli import cli_main, tools_main
 from tasks.tabsim.data import TabSimDataModule, split_pairs
 from tasks.tabsim.metrics import binary_metrics
+from tasks.tabsim.model import Calibration
 from tasks.tabsim.module import TabSimModule
 from tasks.tabsim.scorer import PRETRAINED, Scorer
 
@@ -138,3 +140,90 @@ def test_pretrained_checkpoint_is_small_and_loads(corpus, tmp_path, capsys):
     ab, _ = _score(capsys, a, b)
     ba, _ = _score(capsys, b, a)
     assert ab == ba
+
+
+def test_validate_a_checkpoint_reports_its_own_calibration(checkpoint, tmp_path, capsys):
+    assert checkpoint.name == "last.ckpt"                  # fit keeps its final model there
+    before = torch.load(checkpoint, weights_only=False)["state_dict"]
+    cli_main(["validate", f"--ckpt_path={checkpoint}", "--trainer.logger=false",
+              f"--trainer.default_root_dir={tmp_path}", *TINY])  # crashed under inference mode (calibration fit)
+    assert "val_macro_f1" in capsys.readouterr().out
+    scorer = Scorer.load(checkpoint)
+    for name in ("log_scale", "bias", "threshold"):
+        assert float(scorer.net.calibration.state_dict()[name]) == float(before[f"net.calibration.{name}"])
+
+
+def test_calibration_fits_under_inference_mode():
+    calibration = Calibration()
+    logits = torch.linspace(-3, 3, 50)
+    with torch.inference_mode():
+        calibration.fit(logits, (logits > 0.5).float())
+    assert float(calibration.log_scale) > 0.5 and float(calibration.bias) < 0
+
+
+def test_predict_writes_the_test_pairs_with_ids_and_scores(checkpoint, corpus, tmp_path, capsys):
+    tables, pairs = corpus
+    cli_main(["predict", f"--ckpt_path={checkpoint}", f"--trainer.default_root_dir={tmp_path}", *TINY])
+    path = tmp_path / "lightning_logs" / "version_0" / "predictions.csv"
+    _, test = split_pairs(pairs, "grouped", 0)
+    assert f"predictions ({len(test)} rows): {path}" in capsys.readouterr().out
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["pair_id"]) for r in rows] == [pairs[i].pair_id for i in test]
+    assert [(r["table_a"], r["table_b"]) for r in rows] == [(pairs[i].table_a, pairs[i].table_b) for i in test]
+    scorer = Scorer.load(checkpoint)
+    used = sorted({t for i in test for t in (pairs[i].table_a, pairs[i].table_b)})
+    encoded = scorer.encode([tables[t] for t in used])
+    ids = {tid: i for i, tid in enumerate(used)}
+    expected = scorer.score_embedded(encoded, scorer.embed(encoded),
+                                     [(ids[pairs[i].table_a], ids[pairs[i].table_b]) for i in test])
+    np.testing.assert_allclose([float(r["score"]) for r in rows], expected, rtol=1e-4, atol=1e-5)
+    assert [int(r["similar"]) for r in rows] == (expected >= scorer.threshold).astype(int).tolist()
+
+
+def _error(capsys, argv) -> str:
+    assert tools_main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_search_options_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr("tasks.tabsim.cli.Scorer.load", no_work)
+    q = tmp_path / "q.csv"
+    q.write_text("Gene,Dose\nIL6,5\n")
+    assert _error(capsys, ["search", "--query", str(q), "-k", "0"]) == \
+        "error: -k must be >= 1 (the number of results to print), got 0"
+    assert _error(capsys, ["search", "--query", str(q), "-k", "5", "--shortlist", "3"]).startswith(
+        "error: --shortlist (3) must be >= -k (5)")
+    assert _error(capsys, ["score", str(q), str(q), "--header-rows", "-1"]) == "error: --header-rows must be >= 0, got -1"
+    monkeypatch.setattr("tasks.tabsim.cli.BUNDLED_TABLES", tmp_path / "pmc_tables.jsonl.gz")  # as in the wheel
+    assert _error(capsys, ["search", "--query", str(q)]).endswith("pass the tables to search with --corpus TABLES.jsonl")
+
+
+def test_bad_table_files_are_one_line_errors(tmp_path, capsys):
+    good = tmp_path / "g.csv"
+    good.write_text("Gene,Primer\nIL6,ACGT\n")
+    quote = tmp_path / "quote.csv"
+    quote.write_text('Gene,Note\nIL6,"open\nTNF,3\n')
+    assert _error(capsys, ["score", str(quote), str(good)]).startswith(
+        f"error: {quote}, line 2: a quoted cell opened on this line is never closed")
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"table_id": "t", "caption": "", "header_rows": [["a"]], "body_rows": [["b"]]}\n'
+                    + "[" * 10_000 + "]" * 10_000 + "\n")
+    assert _error(capsys, ["search", "--corpus", str(deep), "--query", str(good)]) == \
+        f"error: {deep}:2: JSON nested too deeply to read; a table record is an object with lists of rows of cells"
+    with pytest.raises(TableError, match="never closed"):
+        tools_main(["score", str(quote), str(good), "--debug"])
+
+
+def test_fit_without_the_bundled_corpus_says_what_to_pass(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("tasks.tabsim.data.BUNDLED_TABLES", tmp_path / "pmc_tables.jsonl.gz")
+    with pytest.raises(SystemExit) as done:
+        cli_main(["fit", "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path}", *TINY])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "pass your own JSONL files with --data.tables TABLES.jsonl --data.pairs PAIRS.jsonl")

@@ -1,8 +1,10 @@
 """``python -m tasks.traffic``: fit/test/plot through the CLI on the bundled Los-loop (tiny model)."""
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from datasets.traffic import LOS_LOOP
 from tasks.traffic.cli import main
@@ -37,10 +39,20 @@ def test_unknown_adjacency_mode_is_rejected(capsys):
         TrafficForecaster(adjacency_mode="learned")
 
 
-def test_seasonal_prior_without_time_of_day_is_an_error(tmp_path, monkeypatch):
+def user_error(capsys, args) -> str:
+    """Run the CLI on bad input: exit code 2 and one line on stderr, which is returned."""
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_seasonal_prior_without_time_of_day_is_an_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="seasonal_prior needs the time-of-day input channel"):
-        main(["fit", "--trainer.fast_dev_run=1", "--data.time_of_day=false", *TINY])
+    assert "seasonal_prior needs the time-of-day input channel" in user_error(
+        capsys, ["fit", "--trainer.fast_dev_run=1", "--data.time_of_day=false", *TINY])
 
 
 @pytest.fixture
@@ -80,5 +92,63 @@ def test_checkpoint_then_test_and_plot(tmp_path, monkeypatch, capsys, small_los_
     assert names == ["traffic_error_vs_horizon.png", "traffic_forecast.png", "traffic_sensitivity.png",
                      "traffic_virtual_adjacency.png"]
     assert all((tmp_path / "figs" / n).stat().st_size > 10_000 for n in names)
-    with pytest.raises(ValueError, match="unknown sensor ids"):
-        main(["plot", f"--ckpt_path={ckpt}", "--sensors=[nope]"])
+    assert "unknown sensor ids ['nope']" in user_error(capsys, ["plot", f"--ckpt_path={ckpt}", "--sensors=[nope]"])
+
+
+def test_last_checkpoint_is_the_final_model_and_predict_writes_it(tmp_path, monkeypatch, capsys, small_los_loop):
+    monkeypatch.chdir(tmp_path)
+    data = [f"--data.data_path={small_los_loop}", "--model.profile_smoothing=1", *TINY]
+    # best = lowest epoch: the best checkpoint is epoch 0's, last.ckpt must still be epoch 1's
+    main(["fit", "--trainer.max_epochs=2", "--trainer.limit_train_batches=2", "--test_after_fit=false",
+          "--checkpoint.monitor=epoch", *data])
+    out = capsys.readouterr().out
+    folder = tmp_path / "lightning_logs/traffic/version_0/checkpoints"
+    assert "best checkpoint: lightning_logs/traffic/version_0/checkpoints/epoch00-val_mae" in out
+    assert "last checkpoint: lightning_logs/traffic/version_0/checkpoints/last.ckpt (final model, step 4)" in out
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (1, 4)
+
+    main(["predict", f"--ckpt_path={folder / 'last.ckpt'}", *data])
+    path = tmp_path / "lightning_logs/traffic/version_1/predictions.npz"
+    assert f"predictions (73 rows): {path.relative_to(tmp_path)}" in capsys.readouterr().out
+    model, loaded = load_trained(folder / "last.ckpt")
+    expected, _ = forecast(model, loaded, "test")
+    with np.load(path) as z:
+        starts = loaded.windows.starts("test")
+        assert z["window_start"].tolist() == starts.tolist()
+        assert (z["target_time"] == loaded.series.timestamps[starts + 12]).all()
+        assert z["sensor_ids"].tolist() == loaded.series.sensor_ids.tolist()
+        np.testing.assert_allclose(z["forecast"], expected.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_bad_data_files_are_one_line_errors(tmp_path, monkeypatch, capsys, small_los_loop):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "junk.npz").write_bytes(b"\x93NUMPY garbage" * 20)
+    (tmp_path / "ragged.csv").write_text("time,a,b\n2012-03-01 00:00,60,61\n2012-03-01 00:05,60,61,62\n")
+    (tmp_path / "latin.csv").write_bytes("time,a,b\n2012-03-01 00:00,60,61\n# d\u00e9tecteur\n".encode("latin-1"))
+    (tmp_path / "adj.csv").write_text("1,0\n0,1\n")
+    fit = ["fit", "--trainer.fast_dev_run=1", *TINY]
+    assert re.fullmatch(r"error: \S*empty.npz is empty \(0 bytes\): expected an .npz archive.*",
+                        user_error(capsys, [*fit, "--data.data_path=empty.npz"]))
+    assert re.fullmatch(r"error: \S*junk.npz is not an .npz archive \(280 bytes that are not a zip file\).*",
+                        user_error(capsys, [*fit, "--data.data_path=junk.npz"]))
+    csv_data = ["--data.adjacency_path=adj.csv"]
+    assert re.fullmatch(r"error: \S*ragged.csv, line 3: 4 fields where the header has 3; .*",
+                        user_error(capsys, [*fit, "--data.data_path=ragged.csv", *csv_data]))
+    assert re.fullmatch(r"error: \S*latin.csv, line 3: byte 0xe9 at offset \d+ is not valid UTF-8; save .*",
+                        user_error(capsys, [*fit, "--data.data_path=latin.csv", *csv_data]))
+    # a validation message of the data layer, once the last line of a long traceback
+    (tmp_path / "short.csv").write_text("time,a,b\n2012-03-01 00:00,60,61\n2012-03-01 00:05,62,63\n")
+    assert "input_len (12) + horizon (24) = 36 steps, but the series has only 2" in user_error(
+        capsys, [*fit, "--data.data_path=short.csv", *csv_data])
+
+
+def test_checkpoint_of_another_task_is_rejected_by_plot(tmp_path, capsys):
+    foreign = tmp_path / "rgnn.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"num_nodes": {"a": 3}, "num_relations": 2, "num_classes": 2,
+                                                       "model": "rgcn", "hidden": 32}}, foreign)
+    assert re.fullmatch(rf"error: {re.escape(str(foreign))} is not a traffic model checkpoint \(it has the "
+                        r"hyper-parameters \['hidden', 'model', 'num_classes', 'num_nodes', 'num_relations'\]\); "
+                        r"pass one written by `python -m tasks.traffic fit`",
+                        user_error(capsys, ["plot", f"--ckpt_path={foreign}"]))
