@@ -1,23 +1,35 @@
-r"""MBAT JSON embeddings against a lexical baseline and torchhd-built encoders, in one run.
+r"""MBAT JSON embeddings against lexical baselines and torchhd-built encoders, in one run.
 
-For each corpus task (records with their label fields masked as the data README says):
+For each corpus task (records with their label fields masked as the data README says;
+``pypi_json`` is the many-schema collection of :mod:`benchmarks.mbat_pypi_corpus`):
 
-* **lexical**: TF-IDF over ``key.path`` and ``key.path=word`` tokens (array positions
-  dropped), cosine: the baseline of ``shared/datasets/json/README.md``;
-* **ours**: :class:`tasks.mbat.encoder.JsonEncoder` (signed-permutation roles, sparse
-  hashed token codes, soft numbers), at ``--dim`` and at each of ``--extra-dims``;
+* **key-path TF-IDF**: scikit-learn TF-IDF (sublinear tf) over ``key.path`` and
+  ``key.path=value`` tokens, cosine (:mod:`tasks.mbat.baselines`);
+* **MinHash**: Jaccard of the same token sets, estimated with 128 min-wise hashes;
+* **lexical (path=word)**: TF-IDF over ``key.path`` and ``key.path=word`` tokens (array
+  positions dropped): the baseline of ``shared/datasets/json/README.md``;
+* **ours**: :class:`tasks.mbat.encoder.JsonEncoder` with its defaults (signed-permutation
+  roles, sparse hashed token codes, soft numbers, the structure term balanced by ``fit``) at
+  ``--dim`` and at each of ``--extra-dims``, and without the structure term at ``--dim``;
 * **torchhd-MAP/HRR/FHRR/VTB**: the same encoder (same traversal, tokens, IDF weights,
   container weights and number scales) built from torchhd primitives: dense random item
   vectors (``torchhd.random``), ``torchhd.bind`` for keys, ``torchhd.permute`` for array
   positions, ``FractionalPower`` (HRR, FHRR) or ``Level`` (MAP, VTB) for numbers.
 
-It prints, per task, leave-one-out P@1/P@5 over records whose label occurs twice or more,
+It prints, per task, leave-one-out P@1/P@5 over records whose label occurs twice or more.
+The records are split at random (seed 0) into two halves of *queries*, validation and test;
+each query searches the whole corpus. Settings are chosen on validation queries only
+(``benchmarks/mbat_structure.py``); the tables report test queries (``P@1``, ``P@5``), the
+validation half (``P@1 val``) and all records (``P@1 all``, the protocol of earlier tables).
+On ``pypi_json`` it also reports structure-similarity ranking, ``struct rho``: the mean
+Spearman correlation, over 200 test queries, between an encoder's similarities to every
+other document and the Jaccard similarity of their key-path sets. Then
 encoding throughput (documents/s; *cold* = a fresh encoder, *warm* = a second pass with
 item caches filled; medians over ``--runs``), and the nested-key test
 :math:`\cos(\operatorname{enc}\{a:\{b:x\}\}, \operatorname{enc}\{b:\{a:x\}\})` (about 1 for a
 commutative binding). Writes ``results/mbat_eval.json`` and ``docs/figures/mbat_eval.png``.
 
-    python -m benchmarks.mbat_eval                    # both corpora, D=4096 (+ ours at 8192)
+    python -m benchmarks.mbat_eval                    # every corpus, D=4096 (+ ours at 8192)
     python -m benchmarks.mbat_eval --limit 500 --runs 1   # quick look
 """
 from __future__ import annotations
@@ -38,13 +50,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torchhd
+from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
 from torchhd import embeddings
 
 from datasets.json_corpora import MASKS, SHARED_DIR, corpus_path, iter_records
+from tasks.mbat.baselines import keypath_tfidf_gram, keypath_tokens, minhash_gram
 from tasks.mbat.codes import soft_string_weights, string_tokens
 from tasks.mbat.encoder import Atom, JsonEncoder, Leaf, walk
-from tasks.mbat.index import ExactIndex, precision_at_k
+from tasks.mbat.index import precision_at_k
 from tasks.mbat.orthogonal import FAMILIES
 from tasks.mbat.paths import Path as JsonPath
 from tasks.mbat.seeding import generator
@@ -54,7 +68,9 @@ TASKS = {
     "countries/subregion": ("countries", "subregion", MASKS["countries"]),
     "osv/primary_module": ("go_vulndb_osv", "primary_module", ()),
     "osv/primary_module -affected": ("go_vulndb_osv", "primary_module", ("affected",)),
+    "pypi_json/kind": ("pypi_json", "kind", ()),
 }
+STRUCTURE_TASKS = ("pypi_json/kind",)
 _WORD = re.compile(r"\w+")
 
 
@@ -64,11 +80,48 @@ def _repeated(labels: list[str]) -> np.ndarray:
     return np.array([counts[l] >= 2 for l in labels])
 
 
-def loo_precision(x: torch.Tensor, labels: list[str]) -> tuple[float, float]:
-    """Leave-one-out P@1 and P@5 over rows whose label occurs at least twice."""
-    _, nb = ExactIndex(x).search(x, 5, exclude_self=True)
+def query_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks ``[N]`` of the validation and test query halves (seeded permutation)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    val = np.zeros(n, dtype=bool)
+    val[perm[: n // 2]] = True
+    return val, ~val
+
+
+def retrieval_metrics(gram: torch.Tensor, labels: list[str]) -> dict:
+    """Leave-one-out P@1/P@5 on test queries, P@1 on validation queries and on all, from a similarity matrix."""
+    g = gram.clone()
+    g.fill_diagonal_(-float("inf"))
+    nb = g.topk(5, dim=1).indices
     rows = _repeated(labels)
-    return precision_at_k(nb, labels, 1, rows), precision_at_k(nb, labels, 5, rows)
+    val, test = query_split(len(labels))
+    return {"P@1": precision_at_k(nb, labels, 1, rows & test), "P@5": precision_at_k(nb, labels, 5, rows & test),
+            "P@1 val": precision_at_k(nb, labels, 1, rows & val), "P@1 all": precision_at_k(nb, labels, 1, rows)}
+
+
+def keypath_jaccard(docs: list[Any]) -> torch.Tensor:
+    """Jaccard similarity ``[N, N]`` of the documents' key-path sets (the structure ground truth)."""
+    sets = [{t for t in keypath_tokens(d) if "=" not in t} for d in docs]
+    vocab = {t: i for i, t in enumerate(sorted(set().union(*sets)))}
+    a = torch.zeros(len(docs), len(vocab))
+    for i, s in enumerate(sets):
+        a[i, [vocab[t] for t in s]] = 1.0
+    inter = a @ a.T
+    size = a.sum(1)
+    return inter / (size[:, None] + size[None, :] - inter).clamp_min(1)
+
+
+def structure_rho(gram: torch.Tensor, truth: torch.Tensor, n_queries: int = 200) -> float:
+    """Mean Spearman correlation between ``gram`` and ``truth`` rows over test queries (self excluded)."""
+    _, test = query_split(len(gram))
+    queries = np.flatnonzero(test)[:n_queries]
+    rhos = []
+    for q in queries:
+        keep = np.arange(len(gram)) != q
+        a, b = rankdata(gram[q].numpy()[keep]), rankdata(truth[q].numpy()[keep])
+        if a.std() > 0 and b.std() > 0:  # a constant row (all ties) has no rank correlation
+            rhos.append(float(np.corrcoef(a, b)[0, 1]))
+    return float(np.mean(rhos)) if rhos else float("nan")
 
 
 def lexical_gram(docs: list[Any]) -> torch.Tensor:
@@ -85,15 +138,6 @@ def lexical_gram(docs: list[Any]) -> torch.Tensor:
 
     tfidf = TfidfVectorizer(analyzer=tokens, dtype=np.float32).fit_transform(docs)
     return torch.from_numpy((tfidf @ tfidf.T).toarray())  # cosines of the l2-normalised sparse rows
-
-
-def loo_from_gram(gram: torch.Tensor, labels: list[str]) -> tuple[float, float]:
-    """Leave-one-out P@1/P@5 from a similarity matrix."""
-    g = gram.clone()
-    g.fill_diagonal_(-float("inf"))
-    nb = g.topk(5, dim=1).indices
-    rows = _repeated(labels)
-    return precision_at_k(nb, labels, 1, rows), precision_at_k(nb, labels, 5, rows)
 
 
 # ----------------------------------------------------------------------------- torchhd encoder
@@ -231,13 +275,17 @@ def encode_all(encode_batch: Callable[[list], torch.Tensor], docs: list[Any], ba
     return torch.cat([encode_batch(docs[i : i + batch]) for i in range(0, len(docs), batch)])
 
 
-def measure(make: Callable[[], Any], docs: list[Any], labels: list[str], runs: int, n_throughput: int) -> dict:
-    """P@1/P@5 from one full pass, and median cold/warm throughput (documents/s) over ``runs``
-    fresh encoders on the first ``n_throughput`` documents."""
+def measure(make: Callable[[], Any], docs: list[Any], labels: list[str], runs: int, n_throughput: int,
+            truth: torch.Tensor | None = None) -> dict:
+    """Retrieval metrics from one full pass (and ``struct rho`` against ``truth``), and median
+    cold/warm throughput (documents/s) over ``runs`` fresh encoders on the first ``n_throughput`` documents."""
     enc = make()
-    p1, p5 = loo_precision(encode_all(enc.encode_batch, docs), labels)
+    x = encode_all(enc.encode_batch, docs)
+    metrics = retrieval_metrics(x @ x.T, labels)
+    if truth is not None:
+        metrics["struct rho"] = structure_rho(x @ x.T, truth)
     nested = nested_key_cosine(enc.encode_batch)
-    del enc
+    del enc, x
     sample = docs[:n_throughput]
     cold, warm = [], []
     for _ in range(runs):
@@ -249,7 +297,7 @@ def measure(make: Callable[[], Any], docs: list[Any], labels: list[str], runs: i
         encode_all(enc.encode_batch, sample)
         warm.append(len(sample) / (time.perf_counter() - t))
         del enc
-    return {"P@1": p1, "P@5": p5, "cold doc/s": statistics.median(cold), "warm doc/s": statistics.median(warm),
+    return {**metrics, "cold doc/s": statistics.median(cold), "warm doc/s": statistics.median(warm),
             "nested cos": nested}
 
 
@@ -262,25 +310,35 @@ def nested_key_cosine(encode_batch: Callable[[list], torch.Tensor]) -> float:
 def run_task(name: str, data_dir: Path | None, dim: int, extra_dims: list[int], vsas: list[str], runs: int,
              limit: int | None, n_throughput: int) -> list[dict]:
     corpus, label, mask = TASKS[name]
-    recs = list(iter_records(corpus_path(corpus, data_dir), mask, limit))
+    try:
+        path = corpus_path(corpus, data_dir)
+    except FileNotFoundError:  # pypi_json is only bundled
+        path = corpus_path(corpus)
+    recs = list(iter_records(path, mask, limit))
     docs = [r.record for r in recs]
     labels = [str(r.labels[label]) for r in recs]
-    t = time.perf_counter()
-    p1, p5 = loo_from_gram(lexical_gram(docs), labels)
-    rows = [{"encoder": "lexical TF-IDF", "dim": None, "P@1": p1, "P@5": p5,
-             "cold doc/s": len(docs) / (time.perf_counter() - t), "warm doc/s": None, "nested cos": None}]
-    for d in [dim, *extra_dims]:
-        base = JsonEncoder(dim=d).fit(docs)
-        rows.append({"encoder": "ours (perm)", "dim": d,
-                     **measure(lambda: JsonEncoder.from_state(base.state()), docs, labels, runs, n_throughput)})
-        print(f"  ours D={d}: P@1 {rows[-1]['P@1']:.3f}", flush=True)
+    truth = keypath_jaccard(docs) if name in STRUCTURE_TASKS else None
+    rows = []
+    for baseline, gram_of in (("key-path TF-IDF", keypath_tfidf_gram), ("MinHash (128)", minhash_gram),
+                              ("lexical (path=word)", lexical_gram)):
+        t = time.perf_counter()
+        gram = gram_of(docs)
+        rows.append({"encoder": baseline, "dim": None, **retrieval_metrics(gram, labels),
+                     **({"struct rho": structure_rho(gram, truth)} if truth is not None else {}),
+                     "cold doc/s": len(docs) / (time.perf_counter() - t), "warm doc/s": None, "nested cos": None})
+        print(f"  {baseline}: P@1 {rows[-1]['P@1']:.3f}", flush=True)
+    for d, structure in [(dim, True), (dim, False), *((e, True) for e in extra_dims)]:
+        base = JsonEncoder(dim=d, structure=structure).fit(docs)
+        rows.append({"encoder": "ours" if structure else "ours, no structure", "dim": d,
+                     **measure(lambda: JsonEncoder.from_state(base.state()), docs, labels, runs, n_throughput, truth)})
+        print(f"  {rows[-1]['encoder']} D={d} (beta {base.structure_beta:.2f}): P@1 {rows[-1]['P@1']:.3f}", flush=True)
     base = JsonEncoder(dim=dim).fit(docs)
     for vsa in vsas:
         if vsa == "VTB" and math.isqrt(dim) ** 2 != dim:
             print(f"  skip VTB: D={dim} is not a square")
             continue
         rows.append({"encoder": f"torchhd-{vsa}", "dim": dim,
-                     **measure(lambda: TorchhdJsonEncoder(vsa, base), docs, labels, runs, n_throughput)})
+                     **measure(lambda: TorchhdJsonEncoder(vsa, base), docs, labels, runs, n_throughput, truth)})
         print(f"  torchhd-{vsa}: P@1 {rows[-1]['P@1']:.3f}", flush=True)
     counts = Counter(labels)
     for r in rows:
@@ -289,7 +347,8 @@ def run_task(name: str, data_dir: Path | None, dim: int, extra_dims: list[int], 
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = ["encoder", "dim", "P@1", "P@5", "cold doc/s", "warm doc/s", "nested cos"]
+    cols = ["encoder", "dim", "P@1", "P@5", "P@1 val", "P@1 all", *(["struct rho"] if "struct rho" in rows[0] else []),
+            "cold doc/s", "warm doc/s", "nested cos"]
     fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else
                                            f"{v:.0f}" if isinstance(v, float) else str(v))
     table = [[fmt(r[c]) for c in cols] for r in rows]
@@ -311,8 +370,9 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax, task in zip(axes[0], tasks):
         rs = [r for r in rows if r["task"] == task]
         names = [r["encoder"] + (f"\nD={r['dim']}" if r["dim"] else "") for r in rs]
-        ax.barh(names, [r["P@1"] for r in rs], color=["#888" if "lexical" in n else "#2a7" if "ours" in n else "#57c" for n in names])
-        ax.set(xlim=(0, 1), xlabel="leave-one-out P@1", title=task)
+        ax.barh(names, [r["P@1"] for r in rs], color=["#2a7" if "ours" in n else "#57c" if "torchhd" in n else "#888"
+                                                      for n in names])
+        ax.set(xlim=(0, 1), xlabel="leave-one-out P@1 (test queries)", title=task)
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
@@ -328,10 +388,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--dim", type=int, default=4096)
     ap.add_argument("--extra-dims", type=int, nargs="*", default=[8192], help="further D for ours only")
-    ap.add_argument("--vsa", nargs="*", default=["MAP", "HRR", "FHRR", "VTB"])
+    ap.add_argument("--vsa", nargs="*", default=["MAP", "HRR", "FHRR"], help="torchhd VSAs (VTB also works, slowly)")
     ap.add_argument("--runs", type=int, default=3, help="throughput runs (median)")
     ap.add_argument("--throughput-docs", type=int, default=128, help="documents per throughput run")
-    ap.add_argument("--vsa-tasks", nargs="*", default=["countries/subregion", "osv/primary_module"],
+    ap.add_argument("--vsa-tasks", nargs="*", default=["countries/subregion", "osv/primary_module", "pypi_json/kind"],
                     help="tasks on which the torchhd encoders run (they are slow)")
     ap.add_argument("--limit", type=int, default=None, help="first N records per corpus")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "results/mbat_eval.json")

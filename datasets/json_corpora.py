@@ -8,19 +8,34 @@ transparently):
 * plain JSONL: any value per line; its id is the 1-based line number, its labels empty.
 
 Lines are parsed strictly (``NaN``/``Infinity`` are not JSON) and one at a time, so a
-corpus of any size streams in constant memory. Bundled copies (gzip) of the two corpora,
-``countries.jsonl.gz`` (250 records, ODbL 1.0, github.com/mledoze/countries) and
-``go_vulndb_osv.jsonl.gz`` (4291 records, CC BY 4.0, "Go Vulnerability Database"),
-live in ``datasets/data``.
+corpus of any size streams in constant memory. Every way a line can be unreadable (not
+UTF-8, not JSON, nested too deep for the parser, an integer too long to convert, a broken
+gzip stream) raises :class:`JsonFormatError` naming the file and line, so a command line
+can print it as one line. Bundled copies (gzip) live in
+``datasets/data``:
+
+* ``countries.jsonl.gz`` (250 records, ODbL 1.0, github.com/mledoze/countries);
+* ``go_vulndb_osv.jsonl.gz`` (4291 records, CC BY 4.0, "Go Vulnerability Database");
+* ``pypi_json.jsonl.gz`` (3003 records of 118 kinds, 268 kB): a many-schema collection of
+  real JSON from PyPI artifacts, label ``kind``. 789 subschemas of the SchemaStore schemas
+  vendored in the ``check-jsonschema`` 0.39.0 wheel (``check_jsonschema/builtin_schemas/
+  vendor/*.json``; Apache-2.0 (SchemaStore) or the MIT / CC BY 4.0 / Apache-2.0 licence of
+  the schema's own ``vendor/licenses`` file; the AGPL/GPL ``renovate`` and ``snapcraft``
+  schemas left out), 2208 test groups of the JSON-Schema-Test-Suite (MIT) shipped in the
+  ``jsonschema`` 4.26.0 sdist (``json/tests/<draft>/*.json``, kind = the keyword file), and
+  the 6 meta-schemas of ``jsonschema-specifications`` 2025.9.1 (MIT). Every record's
+  ``labels`` names its package, file path and licence; ``$schema`` is removed. Built by
+  ``python -m benchmarks.mbat_pypi_corpus`` (its docstring has the download commands).
 """
 from __future__ import annotations
 
 import gzip
-import io
 import json
+import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, BinaryIO, Iterator, Sequence
 
 from codegen.errors import GraphcoreError
 from datasets import DATA_DIR
@@ -28,10 +43,11 @@ from datasets import DATA_DIR
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared" / "datasets" / "json"
 
-CORPORA = ("countries", "go_vulndb_osv")
+CORPORA = ("countries", "go_vulndb_osv", "pypi_json")
 MASKS: dict[str, tuple[str, ...]] = {
     "countries": ("region", "subregion"),
     "go_vulndb_osv": (),
+    "pypi_json": (),
 }
 """Fields to delete before encoding when the label named in the data README is the target."""
 
@@ -42,11 +58,12 @@ class JsonFormatError(GraphcoreError, ValueError):
 
 @dataclass
 class Record:
-    """One corpus entry: ``id``, evaluation ``labels`` and the JSON document ``record``."""
+    """One corpus entry: ``id``, evaluation ``labels``, the JSON document ``record`` and its 1-based ``line``."""
 
     id: str
     record: Any
     labels: dict = field(default_factory=dict)
+    line: int = 0
 
 
 def strict_loads(text: str, where: str) -> Any:
@@ -59,16 +76,47 @@ def strict_loads(text: str, where: str) -> Any:
         return json.loads(text, parse_constant=_reject)
     except json.JSONDecodeError as e:
         raise JsonFormatError(f"{where}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise JsonFormatError(f"{where}: JSON nested too deeply for the parser (Python's recursion limit, "
+                              f"{sys.getrecursionlimit()}); flatten the document") from None
+    except ValueError as e:  # e.g. an integer beyond sys.get_int_max_str_digits()
+        if "integer string conversion" not in str(e):
+            raise
+        raise JsonFormatError(f"{where}: an integer has more than {sys.get_int_max_str_digits()} digits, more than "
+                              "Python converts; write it as a string") from None
 
 
-def open_text(path: str | Path) -> TextIO:
-    """Open a UTF-8 text file, gunzipping ``*.gz``."""
-    path = Path(path)
+def _open_binary(path: Path) -> BinaryIO:
     if not path.exists():
         raise FileNotFoundError(f"corpus file {path} does not exist")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+    if path.is_dir():
+        raise IsADirectoryError(f"corpus path {path} is a directory; give a .jsonl or .jsonl.gz file")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every non-blank line of a UTF-8 (optionally gzipped) file.
+
+    Lines are decoded one by one, so an encoding error names its line.
+
+    Raises:
+        JsonFormatError: a line that is not UTF-8, or a ``.gz`` file that is not a whole gzip stream.
+    """
+    path = Path(path)
+    line_no = 0
+    with _open_binary(path) as f:
+        try:
+            for line_no, raw in enumerate(f, 1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise JsonFormatError(f"{path}:{line_no}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                          f"{e.start + 1}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+                if text.strip():
+                    yield line_no, text
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise JsonFormatError(f"{path}: broken gzip data after line {line_no} ({e}); re-compress the file "
+                                  "or give the plain .jsonl") from None
 
 
 def iter_records(path: str | Path, mask: Sequence[str] = (), limit: int | None = None) -> Iterator[Record]:
@@ -80,25 +128,22 @@ def iter_records(path: str | Path, mask: Sequence[str] = (), limit: int | None =
             record before it is returned; missing fields are ignored.
         limit: stop after this many records.
     """
-    with open_text(path) as f:
-        n = 0
-        for line_no, line in enumerate(f, 1):
-            if limit is not None and n >= limit:
-                return
-            if not line.strip():
-                continue
-            obj = strict_loads(line, f"{path}:{line_no}")
-            if isinstance(obj, dict) and "record" in obj and "id" in obj:
-                labels = obj.get("labels") or {}
-                if not isinstance(labels, dict):
-                    raise JsonFormatError(f"{path}:{line_no}: 'labels' must be an object, got {type(labels).__name__}")
-                rec = Record(str(obj["id"]), obj["record"], labels)
-            else:
-                rec = Record(str(line_no), obj)
-            for field_path in mask:
-                delete_field(rec.record, field_path)
-            n += 1
-            yield rec
+    n = 0
+    for line_no, line in iter_lines(path):
+        if limit is not None and n >= limit:
+            return
+        obj = strict_loads(line, f"{path}:{line_no}")
+        if isinstance(obj, dict) and "record" in obj and "id" in obj:
+            labels = obj.get("labels") or {}
+            if not isinstance(labels, dict):
+                raise JsonFormatError(f"{path}:{line_no}: 'labels' must be an object, got {type(labels).__name__}")
+            rec = Record(str(obj["id"]), obj["record"], labels, line_no)
+        else:
+            rec = Record(str(line_no), obj, line=line_no)
+        for field_path in mask:
+            delete_field(rec.record, field_path)
+        n += 1
+        yield rec
 
 
 def delete_field(doc: Any, dotted: str) -> None:
@@ -114,8 +159,7 @@ def delete_field(doc: Any, dotted: str) -> None:
 
 def count_records(path: str | Path) -> int:
     """Number of non-blank lines (a cheap streaming pass)."""
-    with open_text(path) as f:
-        return sum(1 for line in f if line.strip())
+    return sum(1 for _ in iter_lines(path))
 
 
 def corpus_path(name: str, data_dir: str | Path | None = None) -> Path:

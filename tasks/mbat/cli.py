@@ -7,12 +7,17 @@ r"""Command line: ``python -m tasks.mbat {encode,search,query,fit} --help``.
 * ``search vecs.npy --id ID`` (or ``--json DOC``): top-k neighbours, exact or faiss.
 * ``query vecs.npy --id ID --path a.b[0].c``: read a field back from a stored vector.
 * ``fit``: train :class:`~tasks.mbat.module.VectorClassifier` with LightningCLI.
+
+Every subcommand runs under the tasks' error policy (:mod:`tasks.cli_errors`): a bad input
+file, option or document prints one line, ``error: <what>, <where> (file:line for JSONL);
+<what to do>``, and exits with code 2; ``--debug`` or ``GRAPHCORE_DEBUG=1`` shows the
+traceback. Counts (``-k``, ``--top``, ``--limit``, ``--batch-size``) are checked before any
+work is done.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -21,8 +26,9 @@ import torch
 from lightning.pytorch.cli import LightningCLI
 
 from datasets.json_corpora import CORPORA, MASKS, corpus_path, count_records, iter_records, strict_loads
-from tasks.mbat.encoder import JsonEncoder
-from tasks.mbat.index import ExactIndex, FaissIndex, ids_path, load_vectors
+from tasks.cli_errors import UsageError, run_cli
+from tasks.mbat.encoder import JsonEncoder, JsonInputError, walk
+from tasks.mbat.index import ExactIndex, FaissIndex, VectorFileError, ids_path, load_vectors
 from tasks.mbat.module import VectorClassifier
 from tasks.mbat.orthogonal import FAMILIES
 from tasks.mbat.query import ItemMemory, query
@@ -38,14 +44,34 @@ def _resolve(corpus: str) -> Path:
     return corpus_path(corpus) if corpus in CORPORA else Path(corpus)
 
 
+def _locate(err: JsonInputError, path: Path, mask: list[str], limit: int | None, max_depth: int) -> UsageError:
+    """The first record of ``path`` the encoder rejects, as a ``file:line`` error (``err`` alone names no record)."""
+    for r in iter_records(path, mask, limit):
+        try:
+            walk(r.record, max_depth)
+        except JsonInputError as e:
+            return UsageError(f"{path}:{r.line}: record {r.id}: {e}")
+    return UsageError(f"{path}: {err}")
+
+
 def encode(args: argparse.Namespace) -> None:
     path = _resolve(args.corpus)
     mask = args.mask if args.mask is not None else list(MASKS.get(args.corpus, ()))
     enc = JsonEncoder(dim=args.dim, seed=args.seed, family=args.family, array_mode=args.array_mode,
                       number_code=args.number_code, number_weight=args.number_weight,
                       dtype=torch.float64 if args.float64 else torch.float32)
-    enc.fit((r.record for r in iter_records(path, mask, args.limit)), progress=args.progress)
     n = count_records(path) if args.limit is None else min(args.limit, count_records(path))
+    if n == 0:
+        raise UsageError(f"{path}: no records (the file is empty or holds only blank lines); give a JSONL file "
+                         "with one JSON document per line")
+    try:
+        _encode(args, enc, path, mask, n)
+    except JsonInputError as e:
+        raise _locate(e, path, mask, args.limit, enc.config.max_depth) from e
+
+
+def _encode(args: argparse.Namespace, enc: JsonEncoder, path: Path, mask: list[str], n: int) -> None:
+    enc.fit((r.record for r in iter_records(path, mask, args.limit)), progress=args.progress)
     out = np.lib.format.open_memmap(args.output, mode="w+", dtype=np.float64 if args.float64 else np.float32,
                                     shape=(n, args.dim))
     ids: list[str] = []
@@ -70,19 +96,28 @@ def _load(vectors: str) -> tuple[torch.Tensor, list[str], JsonEncoder, dict]:
     meta_path = _encoder_path(vectors)
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} is missing; vectors must come from `python -m tasks.mbat encode`")
-    meta = json.loads(meta_path.read_text())
-    return x, ids, JsonEncoder.from_state(meta["encoder"]), meta
+    meta = strict_loads(meta_path.read_text(encoding="utf-8"), str(meta_path))
+    if not isinstance(meta, dict) or "encoder" not in meta:
+        raise VectorFileError(f"{meta_path} does not hold an encoder; re-run `python -m tasks.mbat encode`")
+    enc = JsonEncoder.from_state(meta["encoder"])
+    if x.shape[1] != enc.dim:
+        raise VectorFileError(f"{vectors} holds {x.shape[1]}-dimensional vectors but {meta_path} a {enc.dim}-dimensional "
+                              "encoder; re-run encode")
+    return x, ids, enc, meta
 
 
 def _query_vector(args: argparse.Namespace, x: torch.Tensor, ids: list[str], enc: JsonEncoder) -> tuple[torch.Tensor, int | None]:
     if args.id is not None:
         if args.id not in ids:
-            raise SystemExit(f"error: id {args.id!r} is not among the {len(ids)} stored vectors")
+            raise UsageError(f"id {args.id!r} is not among the {len(ids)} stored vectors of {args.vectors}")
         i = ids.index(args.id)
         return x[i].to(enc.dtype), i
     if args.json is None:
-        raise SystemExit("error: give --id ID or --json DOCUMENT")
-    return enc.encode(strict_loads(args.json, "--json")), None
+        raise UsageError("give --id ID or --json DOCUMENT")
+    try:
+        return enc.encode(strict_loads(args.json, "--json")), None
+    except JsonInputError as e:
+        raise UsageError(f"--json: {e}") from e
 
 
 def search(args: argparse.Namespace) -> None:
@@ -110,7 +145,7 @@ def query_cmd(args: argparse.Namespace) -> None:
     for p in args.path:
         res = query(enc, q, p, memory, top=args.top)
         print(res)
-        if args.top > 1:
+        if args.top > 1 and res.found:
             for value, score in res.candidates[1:]:
                 print(f"    {json.dumps(value, ensure_ascii=False)}  (cos {score:.3f})")
 
@@ -125,8 +160,20 @@ def fit(argv: Sequence[str]) -> None:
     _CLI(VectorClassifier, JsonVectorDataModule, args=list(argv), save_config_kwargs={"overwrite": True})
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Reject counts that cannot work before any file is read."""
+    for flag, attr in (("-k", "k"), ("--top", "top"), ("--limit", "limit"), ("--batch-size", "batch_size")):
+        value = getattr(args, attr, None)
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """``python -m tasks.mbat ...`` under the error policy of :mod:`tasks.cli_errors`."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str]) -> None:
     if argv and argv[0] in ("fit", "validate", "test"):
         return fit(argv)
     ap = argparse.ArgumentParser(prog="python -m tasks.mbat", description="JSON embeddings with orthogonal MBAT binding.",
@@ -166,7 +213,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             s.add_argument("--corpus", help="corpus for the item memory (default: the encoded one)")
             s.add_argument("--top", type=int, default=1, help="candidates to show")
     args = ap.parse_args(argv)
-    try:
-        args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+    _check_counts(args)
+    args.func(args)

@@ -105,10 +105,10 @@ def soft_string_weights(counts: np.ndarray, bag: np.ndarray, idf: np.ndarray, id
     r"""Token weights of a soft string: bags of unit norm when every token is rare.
 
     .. math::
-        w_t = rac{lpha_{b(t)}}{\sqrt{\sum_{b\,	ext{present}} lpha_b^2}}\;
-        rac{c_t\, \mathrm{idf}_t}{\mathrm{idf}_\max \sqrt{\sum_{u \in b(t)} c_u^2}}
+        w_t = \frac{\alpha_{b(t)}}{\sqrt{\sum_{b\,\text{present}} \alpha_b^2}}\;
+        \frac{c_t\, \mathrm{idf}_t}{\mathrm{idf}_\max \sqrt{\sum_{u \in b(t)} c_u^2}}
 
-    so a string of rare tokens has norm :math:`pprox 1` and one of tokens found in every
+    so a string of rare tokens has norm :math:`\approx 1` and one of tokens found in every
     document (``"Go"``, ``"https"``) shrinks towards :math:`1/\mathrm{idf}_\max`; with all
     :math:`\mathrm{idf} = \mathrm{idf}_\max` (no corpus fitted) this is plain bag normalisation.
     """
@@ -122,7 +122,7 @@ def soft_string_weights(counts: np.ndarray, bag: np.ndarray, idf: np.ndarray, id
 class TokenIdf:
     r"""Smoothed inverse document frequency of tokens, fitted on a corpus.
 
-    :math:`\mathrm{idf}_t = \lnrac{1 + N}{1 + \mathrm{df}_t} + 1` (scikit-learn's smooth
+    :math:`\mathrm{idf}_t = \ln\frac{1 + N}{1 + \mathrm{df}_t} + 1` (scikit-learn's smooth
     form). Only tokens seen in two or more documents are stored; any other token counts
     as :math:`\mathrm{df} = 1`. Unfitted (:math:`N = 0`) every token has the same weight.
     """

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from datasets.json_corpora import MASKS, corpus_path, iter_records
+from tasks.cli_errors import UsageError
 from tasks.mbat.encoder import JsonEncoder
 from tasks.mbat.index import hash_label
 
@@ -43,17 +44,17 @@ class JsonVectorDataModule(L.LightningDataModule):
                  limit: int | None = None):
         super().__init__()
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-            raise ValueError(f"val_fraction + test_fraction must be in [0, 1), got {val_fraction} + {test_fraction}")
+            raise UsageError(f"val_fraction + test_fraction must be in [0, 1), got {val_fraction} + {test_fraction}")
         self.save_hyperparameters()
         self.path = corpus_path(corpus) if corpus in MASKS else corpus
         self.mask = list(mask) if mask is not None else list(MASKS.get(corpus, ()))
         labels = [r.labels.get(label) for r in iter_records(self.path, limit=limit)]
         if all(l is None for l in labels):
-            raise ValueError(f"corpus {self.path} has no label {label!r} in its records' 'labels'")
+            raise UsageError(f"corpus {self.path} has no label {label!r} in its records' 'labels'")
         counts = Counter(hash_label(l) for l in labels if l is not None)
         self.classes = sorted(c for c, n in counts.items() if n >= min_count)
         if len(self.classes) < 2:
-            raise ValueError(f"label {label!r}: fewer than 2 classes with >= {min_count} examples")
+            raise UsageError(f"label {label!r}: fewer than 2 classes with >= {min_count} examples")
         self.num_classes = len(self.classes)
         self.dim = dim
 

@@ -17,6 +17,21 @@ each container has unit expected norm and a top-level key with a long array coun
 more than a key with one number. ``array_mode="bag"`` binds every element with the same
 :math:`S` (order-free sets). Leaf codes :math:`v(x)` are in :mod:`tasks.mbat.codes`.
 
+**Structure term** (``structure=True``). Value terms alone make two documents of one schema
+with different values unrelated, so in a many-schema collection a key-path TF-IDF finds
+same-schema documents that the value sum misses. The encoder therefore adds the bag of the
+document's structure tokens (:mod:`tasks.mbat.structure`: key paths, leaf types, array
+length classes), bound by a role :math:`R_\sigma` of its own:
+
+.. math::
+    \operatorname{enc}(d) = \operatorname{normalise}\Big(u(d) + \beta\, R_\sigma
+    \frac{\sum_{t \in T(d)} \mathrm{idf}_t\, c_t}{\mathrm{idf}_\max \sqrt{|T(d)|}}\Big),
+
+:math:`u(d)` being the value sum above. :math:`R_\sigma` is drawn under a name no key can
+take, so :math:`R_p^\top R_\sigma` scrambles the structure term like any other leaf and path
+unbinding keeps working. With ``structure_weight=None`` the balance :math:`\beta` is set by
+:meth:`JsonEncoder.fit` (see :func:`structure_balance`).
+
 **Normalisation policy.** Keys: Unicode NFC, stripped, case kept. String values: NFC,
 case-folded, whitespace collapsed (see :func:`tasks.mbat.codes.normalise_string`).
 Numbers: ints and floats alike, scaled per key (:class:`~tasks.mbat.codes.NumberScaler`);
@@ -43,6 +58,7 @@ from tasks.mbat.codes import (NumberCode, NumberScaler, SparseCodebook, TokenIdf
                               string_tokens)
 from tasks.mbat.orthogonal import FAMILIES, OrthogonalMap, SignedPermutation, random_orthogonal
 from tasks.mbat.paths import Path, format_path, pattern
+from tasks.mbat.structure import leaf_type, structure_tokens
 
 
 class Atom(str):
@@ -55,6 +71,27 @@ EMPTY_OBJECT, EMPTY_ARRAY = Atom("{}"), Atom("[]")
 
 class JsonInputError(GraphcoreError, ValueError):
     """The input is not a JSON document the encoder accepts; the message names the path."""
+
+
+class EncoderConfigError(GraphcoreError, ValueError):
+    """Encoder settings that cannot work together (e.g. a dimension the orthogonal family lacks)."""
+
+
+DEFAULT_STRUCTURE_WEIGHT = 0.0
+r"""Balance :math:`\beta` before :meth:`JsonEncoder.fit` chooses one: an encoder never fitted has no path
+frequencies to weight the structure term with, so it has none and encodes as before the term existed."""
+
+
+def structure_balance(mean_cos: float) -> float:
+    r"""The balance :math:`\beta` that :meth:`JsonEncoder.fit` picks from the corpus.
+
+    ``mean_cos`` is the mean cosine between the IDF-weighted structure bags of pairs of corpus
+    documents. When every document has the same structure (one schema) it is near 1, the
+    structure term says nothing about which documents are alike, and :math:`\beta \to 0`; in
+    a collection of many schemas it is small and the structure term weighs as much as the
+    values: :math:`\beta = 1 - \overline{\cos}`.
+    """
+    return float(min(1.0, max(0.0, 1.0 - mean_cos)))
 
 
 @dataclass(frozen=True)
@@ -137,6 +174,10 @@ class EncoderConfig:
     number_weight: float = 1.0
     idf: bool = True
     max_depth: int = 64
+    structure: bool = True
+    structure_weight: float | None = None
+    structure_arrays: bool = True
+    structure_idf: bool = True
 
 
 class JsonEncoder:
@@ -158,6 +199,13 @@ class JsonEncoder:
         idf: let :meth:`fit` weight string tokens and atoms by their inverse document frequency
             (:class:`~tasks.mbat.codes.TokenIdf`), as TF-IDF does.
         max_depth: deepest nesting accepted.
+        structure: add the structure term (key paths, leaf types, array length classes; see the
+            module docstring) in its own role.
+        structure_weight: its balance :math:`\beta`; ``None``: chosen by :meth:`fit`
+            (:func:`structure_balance`), :data:`DEFAULT_STRUCTURE_WEIGHT` until then.
+        structure_arrays: include the leaf-type and array-length tokens, not only key paths.
+        structure_idf: let :meth:`fit` weight structure tokens by inverse document frequency
+            (rare paths count more, paths found in every document little).
         scaler: fitted number scales (from :meth:`fit` or :meth:`load`); ``None``: identity scales.
         token_idf: fitted token frequencies (from :meth:`fit` or :meth:`load`); ``None``: uniform.
         dtype: float32 or float64.
@@ -168,18 +216,19 @@ class JsonEncoder:
                  weighting: str = "sqrt", sparsity: int = 16, ngram: int = 3,
                  string_weights: tuple[float, float, float] = (1.0, 1.0, 1.0), number_code: str = "fpe",
                  number_bandwidth: float = 0.5, number_weight: float = 1.0, idf: bool = True, max_depth: int = 64,
-                 scaler: NumberScaler | None = None, token_idf: TokenIdf | None = None, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu"):
-        if family not in FAMILIES:
-            raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
-        if array_mode not in ("position", "bag"):
-            raise ValueError(f"array_mode must be 'position' or 'bag', got {array_mode!r}")
-        if weighting not in ("sqrt", "none"):
-            raise ValueError(f"weighting must be 'sqrt' or 'none', got {weighting!r}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+                 structure: bool = True, structure_weight: float | None = None, structure_arrays: bool = True,
+                 structure_idf: bool = True, scaler: NumberScaler | None = None, token_idf: TokenIdf | None = None,
+                 structure_idf_table: TokenIdf | None = None, structure_beta: float | None = None,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        _check_config(dim, family, array_mode, weighting, dtype, structure_weight)
         self.config = EncoderConfig(dim, seed, family, array_mode, weighting, sparsity, ngram,
-                                    tuple(string_weights), number_code, number_bandwidth, number_weight, idf, max_depth)
+                                    tuple(string_weights), number_code, number_bandwidth, number_weight, idf, max_depth,
+                                    structure, structure_weight, structure_arrays, structure_idf)
+        self.structure_idf = structure_idf_table or TokenIdf()
+        self.structure_beta = (structure_weight if structure_weight is not None else
+                               structure_beta if structure_beta is not None else DEFAULT_STRUCTURE_WEIGHT)
+        r"""The balance :math:`\beta` in use (the config's, else the one :meth:`fit` chose)."""
+        self._patterns: dict[Path, str] = {}
         self.dim, self.seed, self.dtype, self.device = dim, seed, dtype, torch.device(device)
         self.scaler = scaler or NumberScaler()
         self.token_idf = token_idf or TokenIdf()
@@ -194,6 +243,7 @@ class JsonEncoder:
         self._strings_generation = self.codebook.generation
         self._sequence = random_orthogonal(family, dim, seed, "sequence", dtype=dtype, device=self.device)
         self._powers: list[OrthogonalMap] = [self._sequence]
+        self._structure_role = random_orthogonal(family, dim, seed, "structure", dtype=dtype, device=self.device)
 
     # ----------------------------------------------------------------- roles
     def key_role(self, key: str) -> OrthogonalMap:
@@ -344,23 +394,56 @@ class JsonEncoder:
         """Unit vectors ``[B, D]`` for a list of documents."""
         leaves: list[Leaf] = []
         doc_of: list[int] = []
+        structures: list[set[str]] = []
         for b, doc in enumerate(docs):
             ls = self.leaves(doc)
             leaves.extend(ls)
             doc_of.extend([b] * len(ls))
+            if self.config.structure:
+                structures.append(self.structure_of(ls))
         out = torch.zeros(len(docs), self.dim, dtype=self.dtype, device=self.device)
         if not leaves:
             return out
         if not self.sparse_scatter:
             self._bind_rows(out, self._leaf_rows(leaves), [l.path for l in leaves], doc_of, [l.weight for l in leaves])
-            return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        num_leaf, num_z, tok_leaf, pos, val = self._split(leaves)
-        if len(tok_leaf):
-            self._scatter_tokens(out, leaves, doc_of, tok_leaf, pos, val)
-        if num_leaf:
-            self._bind_rows(out, self._number_rows(num_z), [leaves[i].path for i in num_leaf],
-                            [doc_of[i] for i in num_leaf], [leaves[i].weight for i in num_leaf])
+        else:
+            num_leaf, num_z, tok_leaf, pos, val = self._split(leaves)
+            if len(tok_leaf):
+                self._scatter_tokens(out, leaves, doc_of, tok_leaf, pos, val)
+            if num_leaf:
+                self._bind_rows(out, self._number_rows(num_z), [leaves[i].path for i in num_leaf],
+                                [doc_of[i] for i in num_leaf], [leaves[i].weight for i in num_leaf])
+        if structures and self.structure_beta > 0:
+            out += self.structure_beta * self._structure_role.apply(self.structure_bags(structures))
         return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def structure_of(self, leaves: list[Leaf]) -> set[str]:
+        """Structure tokens (:func:`tasks.mbat.structure.structure_tokens`) of one document's leaves."""
+        if len(self._patterns) >= 200_000:
+            self._patterns.clear()
+        return structure_tokens(((l.path, leaf_type(l.value, isinstance(l.value, Atom))) for l in leaves),
+                                self.config.structure_arrays, self._patterns)
+
+    def structure_bags(self, structures: list[set[str]]) -> Tensor:
+        r"""Unbound structure bags ``[B, D]``: :math:`\sum_t \mathrm{idf}_t c_t / (\mathrm{idf}_\max \sqrt{|T|})`."""
+        bags = torch.zeros(len(structures), self.dim, dtype=self.dtype, device=self.device)
+        rows, ids, weights = [], [], []
+        idf = self.structure_idf
+        for b, tokens in enumerate(structures):
+            if not tokens:
+                continue
+            toks = sorted(tokens)
+            rows.append(np.full(len(toks), b, dtype=np.int64))
+            ids.append(self.codebook.ids(["s" + t for t in toks]))
+            weights.append(idf.weights(toks) / (idf.max * math.sqrt(len(toks))))
+        if not rows:
+            return bags
+        pos, sign = self.codebook.entries(np.concatenate(ids))
+        val = sign * (np.concatenate(weights) / math.sqrt(self.codebook.sparsity))[:, None]
+        flat = (np.concatenate(rows) * self.dim)[:, None] + pos
+        bags.view(-1).index_add_(0, torch.from_numpy(flat.ravel()).to(self.device),
+                                 torch.from_numpy(val.ravel()).to(self.device, self.dtype))
+        return bags
 
     def encode(self, doc: Any) -> Tensor:
         """Unit vector ``[D]`` for one document."""
@@ -384,14 +467,36 @@ class JsonEncoder:
             bar.update(len(batch))
         bar.close()
 
-    def fit(self, docs: Iterable[Any], progress: bool = False) -> "JsonEncoder":
-        """Fit per-key number scales and (with ``idf``) token frequencies on a corpus, streamed; returns ``self``."""
+    def fit(self, docs: Iterable[Any], progress: bool = False, balance_sample: int = 512) -> "JsonEncoder":
+        r"""Fit on a corpus, streamed; returns ``self``.
+
+        Fits per-key number scales, (with ``idf``) token frequencies, (with ``structure``)
+        structure-token frequencies and, unless ``structure_weight`` was given, the structure
+        balance :math:`\beta` (:func:`structure_balance`, from the first ``balance_sample``
+        documents).
+
+        Raises:
+            JsonInputError: no documents, every document empty (``{}``, ``[]``), or a document
+                that is not JSON.
+        """
         scaler = NumberScaler(self.scaler.min_count, self.scaler.log_ratio)
+        structures: list[set[str]] = []
+        sample: list[set[str]] = []
+        n_docs = n_empty = 0
 
         def token_sets() -> Iterator[set[str]]:
+            nonlocal n_docs, n_empty
             for doc in tqdm(docs, desc="fit", unit="doc", disable=not progress):
                 tokens: set[str] = set()
-                for leaf in walk(doc, self.config.max_depth, self.config.weighting):
+                leaves = walk(doc, self.config.max_depth, self.config.weighting)
+                n_docs += 1
+                n_empty += len(leaves) == 1 and leaves[0].value in (EMPTY_OBJECT, EMPTY_ARRAY)
+                if self.config.structure:
+                    structure = self.structure_of(leaves)
+                    structures.append(structure)
+                    if len(sample) < balance_sample:
+                        sample.append(structure)
+                for leaf in leaves:
                     if isinstance(leaf.value, float):
                         exact, wild = format_path(leaf.path), pattern(leaf.path)
                         scaler.observe(exact, leaf.value)
@@ -404,10 +509,29 @@ class JsonEncoder:
                 yield tokens
 
         token_idf = TokenIdf.fit(token_sets())
+        if n_docs == 0:
+            raise JsonInputError("fit: got zero documents; pass a non-empty corpus (an iterable of JSON values)")
+        if n_empty == n_docs:
+            raise JsonInputError(f"fit: all {n_docs} documents are empty ({{}} or []): there is nothing to encode; "
+                                 "check the corpus and its mask")
         self.token_idf = token_idf if self.config.idf else TokenIdf()
         self.scaler = scaler.finish()
+        if self.config.structure:
+            self.structure_idf = TokenIdf.fit(iter(structures)) if self.config.structure_idf else TokenIdf()
+            if self.config.structure_weight is None:
+                self.structure_beta = structure_balance(self._mean_structure_cosine(sample))
         self._strings.clear()
         return self
+
+    def _mean_structure_cosine(self, structures: list[set[str]]) -> float:
+        """Mean cosine between the structure bags of distinct documents (1.0 for fewer than two)."""
+        if len(structures) < 2:
+            return 1.0
+        bags = self.structure_bags(structures)
+        bags = bags / bags.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        total = bags.sum(0)
+        n = len(structures)
+        return float((total @ total - (bags * bags).sum()) / (n * (n - 1)))
 
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict:
@@ -415,13 +539,21 @@ class JsonEncoder:
         cfg = asdict(self.config)
         cfg["string_weights"] = list(cfg["string_weights"])
         return {"config": cfg, "dtype": str(self.dtype).removeprefix("torch."), "scaler": self.scaler.state(),
-                "token_idf": self.token_idf.state()}
+                "token_idf": self.token_idf.state(), "structure_idf": self.structure_idf.state(),
+                "structure_beta": self.structure_beta}
 
     @classmethod
     def from_state(cls, state: dict, device: torch.device | str = "cpu") -> "JsonEncoder":
         """Inverse of :meth:`state`."""
-        return cls(**state["config"], scaler=NumberScaler.from_state(state["scaler"]),
-                   token_idf=TokenIdf.from_state(state["token_idf"]), dtype=getattr(torch, state["dtype"]), device=device)
+        cfg, extra = dict(state["config"]), {}
+        if "structure_idf" in state:
+            extra = {"structure_idf_table": TokenIdf.from_state(state["structure_idf"]),
+                     "structure_beta": state["structure_beta"]}
+        else:  # written before the structure term existed: encode as then
+            cfg["structure"] = False
+        return cls(**cfg, **extra, scaler=NumberScaler.from_state(state["scaler"]),
+                   token_idf=TokenIdf.from_state(state["token_idf"]),
+                   dtype=getattr(torch, state["dtype"]), device=device)
 
     def save(self, path: str | FsPath) -> None:
         """Write :meth:`state` as JSON."""
@@ -434,7 +566,33 @@ class JsonEncoder:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"JsonEncoder(dim={c.dim}, family={c.family!r}, array_mode={c.array_mode!r}, number_code={c.number_code!r})"
+        structure = f", structure={self.structure_beta:.2f}" if c.structure else ""
+        return (f"JsonEncoder(dim={c.dim}, family={c.family!r}, array_mode={c.array_mode!r}, "
+                f"number_code={c.number_code!r}{structure})")
+
+
+def _check_config(dim: int, family: str, array_mode: str, weighting: str, dtype: torch.dtype,
+                  structure_weight: float | None) -> None:
+    """Reject settings that cannot work, before any role is drawn."""
+    if family not in FAMILIES:
+        raise EncoderConfigError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 2:
+        raise EncoderConfigError(f"dim must be an integer >= 2, got {dim!r}")
+    if family == "hadamard" and dim & (dim - 1):
+        lower = 1 << (dim.bit_length() - 1)
+        raise EncoderConfigError(f"family 'hadamard' needs D = 2^k, got D={dim}; use D={lower} or {2 * lower}, "
+                                 "or family 'perm'")
+    if family == "dense" and dim > 8192:
+        raise EncoderConfigError(f"family 'dense' stores a D x D matrix per key; D={dim} is too large (at most 8192): "
+                                 "use family 'perm' or 'hadamard'")
+    if array_mode not in ("position", "bag"):
+        raise EncoderConfigError(f"array_mode must be 'position' or 'bag', got {array_mode!r}")
+    if weighting not in ("sqrt", "none"):
+        raise EncoderConfigError(f"weighting must be 'sqrt' or 'none', got {weighting!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise EncoderConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if structure_weight is not None and not structure_weight >= 0:
+        raise EncoderConfigError(f"structure_weight must be >= 0 or None (chosen by fit), got {structure_weight}")
 
 
 def _leaf_value(value: Any, path: Path) -> Any:

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codegen.errors import GraphcoreError
+from datasets.json_corpora import strict_loads
 from tasks.mbat.vsa import normalise
+
+
+class VectorFileError(GraphcoreError, ValueError):
+    """A vector file (or its ids sidecar) that is empty, truncated or not what ``encode`` writes."""
 
 
 class ExactIndex:
@@ -137,13 +143,44 @@ def ids_path(path: str | Path) -> Path:
 
 
 def load_vectors(path: str | Path) -> tuple[Tensor, list[str]]:
-    """Inverse of :func:`save_vectors` (ids default to row numbers when the sidecar is missing)."""
+    """Inverse of :func:`save_vectors` (ids default to row numbers when the sidecar is missing).
+
+    Raises:
+        FileNotFoundError: no such file.
+        VectorFileError: an empty, truncated or foreign file (never unpickled: ``allow_pickle=False``),
+            not a 2-D float array, or an ids sidecar that does not match.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"vector file {path} does not exist; create it with `python -m tasks.mbat encode`")
-    arr = np.load(path)
+    arr = _read_npy(path)
     side = ids_path(path)
-    ids = json.loads(side.read_text()) if side.exists() else [str(i) for i in range(len(arr))]
-    if len(ids) != len(arr):
-        raise ValueError(f"{side} lists {len(ids)} ids for {len(arr)} vectors in {path}; re-run encode")
-    return torch.from_numpy(arr), ids
+    ids = strict_loads(side.read_text(encoding="utf-8"), str(side)) if side.exists() else [str(i) for i in range(len(arr))]
+    if not isinstance(ids, list) or len(ids) != len(arr):
+        n = len(ids) if isinstance(ids, list) else type(ids).__name__
+        raise VectorFileError(f"{side} lists {n} ids for {len(arr)} vectors in {path}; re-run encode")
+    return torch.from_numpy(arr), [str(i) for i in ids]
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, checked by its magic bytes first: numpy's own messages for a
+    foreign file ("contains pickled data") point the wrong way."""
+    redo = "re-run `python -m tasks.mbat encode` to write it"
+    if path.is_dir():
+        raise VectorFileError(f"vector file {path} is a directory; give the .npy written by encode")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not magic:
+        raise VectorFileError(f"vector file {path} is empty; {redo}")
+    if magic.startswith(b"PK"):
+        raise VectorFileError(f"vector file {path} is a zip/.npz archive; give the .npy written by encode")
+    if magic != b"\x93NUMPY":
+        raise VectorFileError(f"vector file {path} is not a .npy file (no .npy header); {redo}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (EOFError, ValueError, OSError) as e:
+        raise VectorFileError(f"vector file {path} is truncated or damaged ({str(e).splitlines()[0]}); {redo}") from None
+    if arr.ndim != 2 or arr.dtype.kind != "f" or not len(arr):
+        raise VectorFileError(f"vector file {path} holds a {arr.dtype} array of shape {arr.shape}, not [N, D] float "
+                              f"vectors; {redo}")
+    return arr

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from tasks.cli_errors import UsageError
+
 
 class VectorClassifier(L.LightningModule):
     """Classify document vectors.
@@ -27,7 +29,7 @@ class VectorClassifier(L.LightningModule):
                  lr: float = 3e-3, weight_decay: float = 1e-4):
         super().__init__()
         if in_dim < 1 or num_classes < 2 or hidden < 0:
-            raise ValueError(f"VectorClassifier: need in_dim >= 1, num_classes >= 2, hidden >= 0; got {in_dim}, {num_classes}, {hidden}")
+            raise UsageError(f"VectorClassifier: need in_dim >= 1, num_classes >= 2, hidden >= 0; got {in_dim}, {num_classes}, {hidden}")
         self.save_hyperparameters()
         self.net = (nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
                     if hidden else nn.Linear(in_dim, num_classes))

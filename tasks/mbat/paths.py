@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 import re
 
+from codegen.errors import GraphcoreError
+
 Path = tuple[str | int, ...]
+
+
+class PathError(GraphcoreError, ValueError):
+    """Text that is not a JSON path; the message names the offending character."""
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_$][\w$-]*\Z")
 _TOKEN = re.compile(r"""\.(?P<key>[A-Za-z_$][\w$-]*)|\[(?P<index>\d+)\]|\[(?P<quoted>"(?:[^"\\]|\\.)*")\]|\[\*\]""")
@@ -39,10 +45,10 @@ def parse_path(text: str) -> Path:
     """Parse ``a.b[2].c`` (or ``a["x.y"][0]``, or ``$`` for the root) into a path tuple.
 
     Raises:
-        ValueError: for text that is not a path, naming the offending position.
+        PathError: for text that is not a path, naming the offending position.
     """
     if not isinstance(text, str):
-        raise ValueError(f"a path must be a string like 'a.b[2].c', got {type(text).__name__}")
+        raise PathError(f"a path must be a string like 'a.b[2].c', got {type(text).__name__}")
     body = text[1:] if text.startswith("$") else text
     if body and not body.startswith((".", "[")):
         body = "." + body
@@ -51,7 +57,7 @@ def parse_path(text: str) -> Path:
     while pos < len(body):
         m = _TOKEN.match(body, pos)
         if m is None:
-            raise ValueError(
+            raise PathError(
                 f"cannot parse path {text!r} at character {pos + (len(text) - len(body))}: expected '.key', '[n]' or "
                 "'[\"quoted key\"]'"
             )
@@ -62,6 +68,6 @@ def parse_path(text: str) -> Path:
         elif m.group("quoted") is not None:
             path.append(json.loads(m.group("quoted")))
         else:
-            raise ValueError(f"path {text!r}: '[*]' is a pattern, not a path; give an array position such as [0]")
+            raise PathError(f"path {text!r}: '[*]' is a pattern, not a path; give an array position such as [0]")
         pos = m.end()
     return tuple(path)

@@ -73,3 +73,35 @@ def test_bundled_corpora_are_complete():
         corpus_path("cities")
     with pytest.raises(FileNotFoundError, match="not found in"):
         corpus_path("countries", DATA_DIR / "nowhere")
+
+
+def test_bundled_pypi_json_is_many_schema_with_provenance():
+    recs = list(iter_records(corpus_path("pypi_json")))
+    assert corpus_path("pypi_json") == DATA_DIR / "pypi_json.jsonl.gz"
+    assert (DATA_DIR / "pypi_json.jsonl.gz").stat().st_size < 400_000
+    kinds = {r.labels["kind"] for r in recs}
+    assert len(recs) == 3003 and len(kinds) == 118
+    assert {r.labels["source"] for r in recs} == {"schemastore", "json-schema-test-suite", "jsonschema-specifications"}
+    for r in recs:
+        assert r.labels["package"].split("==")[0] in ("check-jsonschema", "jsonschema", "jsonschema-specifications")
+        assert r.labels["path"] and r.labels["licence"] and "GPL" not in r.labels["licence"]
+    stems = {r.labels["kind"] for r in recs if r.labels["source"] == "schemastore"}
+    assert "schemastore:github-workflows" in stems and not stems & {"schemastore:renovate", "schemastore:snapcraft"}
+    suite = [r for r in recs if r.labels["source"] == "json-schema-test-suite"]
+    assert all("$schema" not in r.record["schema"] for r in suite if isinstance(r.record["schema"], dict))
+    assert {"minLength", "format:email", "ref"} <= {r.labels["kind"] for r in suite}
+
+
+def test_unreadable_lines_name_file_and_line(tmp_path):
+    latin = tmp_path / "l.jsonl"
+    latin.write_bytes('{"a": 1}\n{"b": "\u00e9t\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(JsonFormatError, match=r"l\.jsonl:2: not UTF-8 text \(byte 0xe9 at column 8\)"):
+        list(iter_records(latin))
+    with pytest.raises(JsonFormatError, match=r"x: JSON nested too deeply for the parser"):
+        strict_loads("[" * 100_000, "x")
+    with pytest.raises(JsonFormatError, match=r"y: an integer has more than \d+ digits"):
+        strict_loads("9" * 5000, "y")
+    recs = list(iter_records(_write(tmp_path / "n.jsonl", ['{"a": 1}', "", '{"b": 2}'])))
+    assert [r.line for r in recs] == [1, 3]
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        list(iter_records(tmp_path))

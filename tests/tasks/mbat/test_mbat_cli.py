@@ -1,5 +1,6 @@
 """The `python -m tasks.mbat` dispatcher: encode, search, query, fit, and --help for each."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -45,20 +46,33 @@ def test_search_by_id_and_by_json(vectors, capsys):
 def test_query_reads_fields_back(vectors, capsys):
     main(["query", str(vectors), "--id", "AFG", "--path", "capital[0]", "independent", "latlng[0]"])
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith('capital[0] = "Kabul"')
+    assert out[0].startswith('capital[0] = "Kabul"')  # found: "(cos ..., threshold ...)" follows
     assert out[1].startswith("independent = true")
     assert abs(float(out[2].split("=")[1].split()[0]) - 33.0) < 6
 
 
-def test_cli_errors(vectors):
-    with pytest.raises(SystemExit, match="id 'XXX' is not among the 60"):
-        main(["search", str(vectors), "--id", "XXX"])
-    with pytest.raises(SystemExit, match="give --id ID or --json"):
-        main(["search", str(vectors)])
-    with pytest.raises(SystemExit, match="error: .*nothing to compare latlng with"):
-        main(["query", str(vectors), "--id", "AFG", "--path", "latlng"])
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["search", str(vectors.with_name("none.npy")), "--id", "AFG"])
+def test_cli_errors(vectors, capsys):
+    # user errors exit 2 with the message on stderr (tasks.cli_errors), no longer SystemExit("error: ...")
+    for argv, message in ((["search", str(vectors), "--id", "XXX"], "id 'XXX' is not among the 60"),
+                          (["search", str(vectors)], "give --id ID or --json"),
+                          (["query", str(vectors), "--id", "AFG", "--path", "latlng"], "nothing to compare latlng with"),
+                          (["search", str(vectors.with_name("none.npy")), "--id", "AFG"], "does not exist")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert re.match(r"error: .*" + re.escape(message), capsys.readouterr().err)
+
+
+def test_query_says_not_found(vectors, capsys):
+    main(["query", str(vectors), "--id", "ATA", "--path", "capital[0]", "latlng[99]", "--top", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2  # no runner-up lines for fields not found
+    assert re.fullmatch(r'capital\[0\]: not found  \(best ".*" cos 0\.\d+ < threshold 0\.\d+\)', out[0])
+    assert out[1].startswith("latlng[99]: not found  (best ")
+    main(["query", str(vectors), "--id", "AFG", "--path", "capital[0]", "--top", "2"])
+    out = capsys.readouterr().out.splitlines()
+    m = re.fullmatch(r'capital\[0\] = "Kabul"  \(cos (0\.\d+), threshold (0\.\d+)\)', out[0])
+    assert m and float(m[1]) > float(m[2]) and len(out) == 2
 
 
 @pytest.mark.parametrize("cmd", [[], ["encode"], ["search"], ["query"], ["fit"]])

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from datasets import DATA_DIR
+from datasets.json_corpora import MASKS, iter_records
 from tasks.mbat.capacity import capacity_curves, plot, recall
 from tasks.mbat.encoder import JsonEncoder
-from tasks.mbat.query import ItemMemory, contains, query
+from tasks.mbat.query import ItemMemory, QueryError, contains, noise_threshold, query
 
 
 def _corpus(n=40, seed=0):
@@ -17,10 +19,11 @@ def _corpus(n=40, seed=0):
              "size": float(10 ** rng.uniform(0, 6))} for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=[None, 0.5], ids=["fitted-balance", "structure-0.5"])
+def setup(request):
+    # every query test runs twice: with the balance fit chooses, and with a strong structure term
     docs = _corpus()
-    enc = JsonEncoder(dim=4096).fit(docs)
+    enc = JsonEncoder(dim=4096, structure_weight=request.param).fit(docs)
     return docs, enc, ItemMemory(enc).fit(docs), enc.encode_batch(docs)
 
 
@@ -60,12 +63,49 @@ def test_membership(setup):
     assert contains(enc, x[3], "kind", docs[3]["kind"]) > contains(enc, x[3], "kind", "no such kind") + 0.1
 
 
+@pytest.fixture(scope="module")
+def countries():
+    # the whole corpus fits the encoder and the clean-up memory; only the queried records are encoded
+    recs = list(iter_records(DATA_DIR / "countries.jsonl.gz", MASKS["countries"]))
+    docs = [r.record for r in recs]
+    enc = JsonEncoder(dim=4096).fit(docs)
+    ids = ["JPN", "ATA"]
+    x = enc.encode_batch([r.record for r in recs if r.id in ids])
+    return enc, ItemMemory(enc).fit(docs), dict(zip(sorted(ids), x))
+
+
+def test_absent_fields_are_not_found(countries):
+    enc, mem, vec = countries
+    beyond = query(enc, vec["JPN"], "latlng[99]", mem)  # latlng has two entries
+    assert not beyond.found and beyond.score < beyond.threshold
+    assert str(beyond).startswith("latlng[99]: not found  (best ") and "< threshold" in str(beyond)
+    no_capital = query(enc, vec["ATA"], "capital[0]", mem)  # Antarctica: "capital": []
+    assert not no_capital.found and no_capital.score < no_capital.threshold
+    assert 0.03 < no_capital.threshold < 0.1  # about 4 noise deviations at D=4096
+
+
+def test_present_fields_are_found(countries):
+    enc, mem, vec = countries
+    capital = query(enc, vec["JPN"], "capital[0]", mem)
+    assert capital.found and capital.value == "Tokyo" and capital.score > 2 * capital.threshold
+    lat = query(enc, vec["JPN"], "latlng[0]", mem)
+    assert lat.found and lat.value == pytest.approx(36, abs=3)
+    assert query(enc, vec["ATA"], "name.common", mem).found
+
+
+def test_noise_threshold_is_mean_plus_z_sd():
+    m = torch.tensor([0.01, 0.02, 0.03, 0.04])
+    assert noise_threshold(m, 3.0) == pytest.approx(0.025 + 3 * float(m.std()))
+
+
 def test_query_errors(setup):
     _, enc, mem, x = setup
     with pytest.raises(ValueError, match=r"nothing to compare nowhere\.x with"):
         query(enc, x[0], "nowhere.x", mem)
     with pytest.raises(ValueError, match="need one 4096-dimensional vector"):
         query(enc, x[:2], "kind", mem)
+    with pytest.raises(QueryError, match="need top >= 1"):
+        query(enc, x[0], "kind", mem, top=0)
     with pytest.raises(ValueError, match="cannot parse path"):
         query(enc, x[0], "kind..x", mem)
 
