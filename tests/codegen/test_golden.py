@@ -24,6 +24,7 @@ from codegen.backends.cuda.executable import module_source as cuda_source
 from graphcore.testing import edge_case_graphs, layer_zoo
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = Path(__file__).resolve().parents[2]  # source lines in the IR are written relative to it
 GRAPH = edge_case_graphs()["mixed"]
 LAYERS = list(layer_zoo(GRAPH))
 
@@ -45,7 +46,7 @@ def render(layer: str) -> dict[str, str]:
     programs = {"forward": plan.forward, "backward": plan.backward}
     files["module.cpp"] = cpu_source(programs)[0]
     files["module.cu"] = cuda_source(programs)[0]
-    return files
+    return {name: text.replace(f"{ROOT}{os.sep}", "") for name, text in files.items()}
 
 
 @pytest.mark.parametrize("layer", LAYERS)
