@@ -19,8 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m tasks.traffic fit
 
+# One OpenMP thread per test worker: two workers on two cores, no oversubscription (tests that
+# compare thread counts set them explicitly).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 # Regenerate the snapshots of generated code (tests/codegen/golden) after an intended change; review the diff.
 golden: $(STAMP)

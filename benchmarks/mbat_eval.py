@@ -54,14 +54,14 @@ from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
 from torchhd import embeddings
 
-from datasets.json_corpora import MASKS, SHARED_DIR, corpus_path, iter_records
-from tasks.mbat.baselines import keypath_tfidf_gram, keypath_tokens, minhash_gram
-from tasks.mbat.codes import soft_string_weights, string_tokens
-from tasks.mbat.encoder import Atom, JsonEncoder, Leaf, walk
-from tasks.mbat.index import precision_at_k
-from tasks.mbat.orthogonal import FAMILIES
-from tasks.mbat.paths import Path as JsonPath
-from tasks.mbat.seeding import generator
+from graphcore.datasets.json_corpora import MASKS, SHARED_DIR, corpus_path, iter_records
+from graphcore.tasks.mbat.baselines import keypath_tfidf_gram, keypath_tokens, minhash_gram
+from graphcore.tasks.mbat.codes import soft_string_weights, string_tokens
+from graphcore.tasks.mbat.encoder import Atom, JsonEncoder, Leaf, walk
+from graphcore.tasks.mbat.index import precision_at_k
+from graphcore.tasks.mbat.orthogonal import FAMILIES
+from graphcore.tasks.mbat.paths import Path as JsonPath
+from graphcore.tasks.mbat.seeding import generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TASKS = {

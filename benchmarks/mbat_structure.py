@@ -13,8 +13,8 @@ import argparse
 import time
 
 from benchmarks.mbat_eval import TASKS, encode_all, retrieval_metrics
-from datasets.json_corpora import corpus_path, iter_records
-from tasks.mbat.encoder import JsonEncoder
+from graphcore.datasets.json_corpora import corpus_path, iter_records
+from graphcore.tasks.mbat.encoder import JsonEncoder
 
 VARIANTS: dict[str, dict] = {
     "defaults (beta by fit)": {},

@@ -50,7 +50,7 @@ def load_graph(spec: str):
     """A graph spec: ``npz:<name or path>``, ``ogbraw:<dir>`` or ``ogb:<root>:<name>``; inverses added."""
     kind, _, rest = spec.partition(":")
     if kind == "npz":
-        from datasets.hetero import load
+        from graphcore.datasets.hetero import load
 
         graph = load(rest).graph
     elif kind == "ogbraw":
@@ -138,7 +138,7 @@ def measure(system: str, spec: str, model: str, variant: str, d: int, heads: int
 
 def gemm_throughput(executables, layout, calls: int) -> dict:
     """FLOPs and seconds of the compiled GEMM kernels (mm and outer) from their timers."""
-    from codegen.ir.kernel import GemmSpec
+    from graphcore.codegen.ir.kernel import GemmSpec
 
     flops = seconds = 0.0
     for e in executables:
@@ -178,7 +178,7 @@ def npz_for(spec: str, scratch: Path) -> str | None:
     """A ``.npz`` path of the graph for the DGL interpreter (written once for OGB sources)."""
     kind, _, rest = spec.partition(":")
     if kind == "npz":
-        from datasets.hetero import resolve
+        from graphcore.datasets.hetero import resolve
 
         return str(resolve(rest))
     import graphcore as gc
@@ -193,7 +193,7 @@ def npz_for(spec: str, scratch: Path) -> str | None:
 
 
 def graph_specs(args) -> list[str]:
-    from datasets.hetero import resolve
+    from graphcore.datasets.hetero import resolve
 
     specs = []
     for name in args.graphs:

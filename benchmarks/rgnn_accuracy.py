@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import add_common_arguments, environment, print_environment, print_table, write_json
-from tasks.rgnn.cli import CONFIG_DIR, main as rgnn_main
+from graphcore.tasks.rgnn.cli import CONFIG_DIR, main as rgnn_main
 
 # goal of the issue, and the R-GCN paper's test accuracy (Schlichtkrull et al. 2018, Table 2)
 GOALS = {("aifb", "rgcn"): 0.92, ("mutag", "rgcn"): 0.70}

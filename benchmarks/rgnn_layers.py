@@ -36,7 +36,7 @@ from tqdm import tqdm
 import graphcore as gc
 from benchmarks.common import (MB, OK, TIMEOUT, add_common_arguments, environment, median_time, peak_rss_during,
                                print_environment, print_table, run_isolated, write_json)
-from datasets.hetero import load
+from graphcore.datasets.hetero import load
 from graphcore.graph import HeteroGraph
 
 GRAPHS = ("aifb", "mutag", "fb15k237", "heco_dblp")

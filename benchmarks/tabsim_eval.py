@@ -34,12 +34,12 @@ sys.path.insert(0, str(ROOT))
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
-from datasets.tables import BUNDLED_PAIRS, BUNDLED_TABLES, load_pairs, load_tables  # noqa: E402
-from tasks.tabsim.data import TabSimDataModule, split_pairs  # noqa: E402
-from tasks.tabsim.lexical import FEATURES, LexicalModel  # noqa: E402
-from tasks.tabsim.metrics import best_threshold, binary_metrics, ranking_metrics  # noqa: E402
-from tasks.tabsim.module import TabSimModule  # noqa: E402
-from tasks.tabsim.scorer import Scorer  # noqa: E402
+from graphcore.datasets.tables import BUNDLED_PAIRS, BUNDLED_TABLES, load_pairs, load_tables  # noqa: E402
+from graphcore.tasks.tabsim.data import TabSimDataModule, split_pairs  # noqa: E402
+from graphcore.tasks.tabsim.lexical import FEATURES, LexicalModel  # noqa: E402
+from graphcore.tasks.tabsim.metrics import best_threshold, binary_metrics, ranking_metrics  # noqa: E402
+from graphcore.tasks.tabsim.module import TabSimModule  # noqa: E402
+from graphcore.tasks.tabsim.scorer import Scorer  # noqa: E402
 
 SCHEMES = {"grouped": 5, "strubert": 5, "tabsim": 1}
 VARIANTS = {"siamese_bce": {"head": "bce", "use_lexical": True},

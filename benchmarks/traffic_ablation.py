@@ -36,15 +36,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from datasets.traffic import LOS_LOOP  # noqa: E402
-from tasks.traffic.adjacency import ADJACENCY_MODES  # noqa: E402
-from tasks.traffic.baselines import floor_errors  # noqa: E402
-from tasks.traffic.data import TrafficDataModule  # noqa: E402
-from tasks.traffic.metrics import MaskedHorizonErrors, horizon_report  # noqa: E402
-from tasks.traffic.module import TrafficForecaster, forecast  # noqa: E402
-from tasks.traffic.plots import plot_error_vs_horizon, plot_sensitivity, plot_virtual_adjacency  # noqa: E402
-from tasks.traffic.report import markdown_table  # noqa: E402
-from tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop  # noqa: E402
+from graphcore.datasets.traffic import LOS_LOOP  # noqa: E402
+from graphcore.tasks.traffic.adjacency import ADJACENCY_MODES  # noqa: E402
+from graphcore.tasks.traffic.baselines import floor_errors  # noqa: E402
+from graphcore.tasks.traffic.data import TrafficDataModule  # noqa: E402
+from graphcore.tasks.traffic.metrics import MaskedHorizonErrors, horizon_report  # noqa: E402
+from graphcore.tasks.traffic.module import TrafficForecaster, forecast  # noqa: E402
+from graphcore.tasks.traffic.plots import plot_error_vs_horizon, plot_sensitivity, plot_virtual_adjacency  # noqa: E402
+from graphcore.tasks.traffic.report import markdown_table  # noqa: E402
+from graphcore.tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop  # noqa: E402
 
 SHARED_LOS_LOOP = ROOT.parent / "shared" / "datasets" / "traffic" / "los_loop" / "los_loop.npz"
 SENSITIVITY_RUNS = {("distance", 0), ("semi", 10)}   # drawn for seed 0

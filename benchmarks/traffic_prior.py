@@ -18,10 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from datasets.traffic import LOS_LOOP, load_traffic, split_windows  # noqa: E402
-from tasks.traffic.baselines import fit_seasonal_prior, seasonal_forecast  # noqa: E402
-from tasks.traffic.metrics import MaskedHorizonErrors  # noqa: E402
-from tasks.traffic.report import markdown_table  # noqa: E402
+from graphcore.datasets.traffic import LOS_LOOP, load_traffic, split_windows  # noqa: E402
+from graphcore.tasks.traffic.baselines import fit_seasonal_prior, seasonal_forecast  # noqa: E402
+from graphcore.tasks.traffic.metrics import MaskedHorizonErrors  # noqa: E402
+from graphcore.tasks.traffic.report import markdown_table  # noqa: E402
 
 STEPS = [  # (label, fit_seasonal_prior arguments)
     ("all-days mean profile, least-squares φ per sensor",

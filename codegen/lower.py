@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codegen.errors import CompileError
-from codegen.ir.kernel import Access, Buffer, GemmSpec, Kernel, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.ops import ALL_ROWS, definition, group_index, traits
-from codegen.ir.program import Op, OpKind, Program
-from codegen.ir.values import INDEX_MAPS, ROW_TYPES, Domain, Value
+from .errors import CompileError
+from .ir.kernel import Access, Buffer, GemmSpec, Kernel, KernelProgram, Loop, Stmt, TraversalSpec
+from .ir.ops import ALL_ROWS, definition, group_index, traits
+from .ir.program import Op, OpKind, Program
+from .ir.values import INDEX_MAPS, ROW_TYPES, Domain, Value
 
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codegen.errors import GraphError
-from datasets import DATA_DIR
+from graphcore.codegen.errors import GraphError
+from graphcore.datasets import DATA_DIR
 from graphcore.graph import HeteroGraph
 from graphcore.io import from_ogb, graph_from_npz
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Sequence
 
-from codegen.errors import GraphcoreError
-from datasets import DATA_DIR
+from graphcore.codegen.errors import GraphcoreError
+from graphcore.datasets import DATA_DIR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared" / "datasets" / "json"

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.errors import GraphError
-from datasets import DATA_DIR
+from graphcore.codegen.errors import GraphError
+from graphcore.datasets import DATA_DIR
 
 __all__ = [
     "BUNDLED_PAIRS", "BUNDLED_TABLES", "Table", "TableError", "TablePair", "grouped_kfold",

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from codegen.errors import GraphError
-from datasets import DATA_DIR
+from graphcore.codegen.errors import GraphError
+from graphcore.datasets import DATA_DIR
 
 LOS_LOOP = DATA_DIR / "los_loop.npz"
 """Los-loop (T-GCN): the first week of METR-LA, 207 sensors at 5 minutes, bundled."""

@@ -1,5 +1,5 @@
 """graphcore: heterogeneous graphs, relational ops, and a compiler for relational GNNs."""
-from codegen.errors import BuildError, CompileError, GraphcoreError, GraphError, VerifyError
+from graphcore.codegen.errors import BuildError, CompileError, GraphcoreError, GraphError, VerifyError
 from graphcore import nn, ops
 from graphcore.compile import compile
 from graphcore.convert import from_dgl, from_networkx, from_pyg, to_pyg

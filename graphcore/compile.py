@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from codegen import backends
-from codegen.errors import CompileError, GraphError
-from codegen.passes.context import GraphStats
-from codegen.driver.plan import Plan, build_plan
-from codegen.passes.registry import resolve_passes
-from codegen.driver.runner import PlanRunner
-from codegen.runtime.workspace import WorkspacePool
+from graphcore.codegen import backends
+from graphcore.codegen.errors import CompileError, GraphError
+from graphcore.codegen.passes.context import GraphStats
+from graphcore.codegen.driver.plan import Plan, build_plan
+from graphcore.codegen.passes.registry import resolve_passes
+from graphcore.codegen.driver.runner import PlanRunner
+from graphcore.codegen.runtime.workspace import WorkspacePool
 from graphcore.graph import HeteroGraph
-from codegen.ir.program import Program
+from graphcore.codegen.ir.program import Program
 from graphcore import ops
 from graphcore.trace import EDGE_INPUT_PREFIX, trace
 
@@ -189,7 +189,7 @@ def _fresh_folder(root: Path, pattern: str) -> Path:
 
 
 def explain_plan(plan: Plan) -> str:
-    from codegen.ir.values import Domain
+    from graphcore.codegen.ir.values import Domain
 
     st = plan.stats
     edges, usrc, udst = st[Domain.EDGE], st[Domain.USRC], st[Domain.UDST]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from codegen.errors import GraphError
+from graphcore.codegen.errors import GraphError
 from graphcore.graph import HeteroGraph, Relation
 
 if TYPE_CHECKING:

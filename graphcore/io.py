@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codegen.errors import GraphError
+from graphcore.codegen.errors import GraphError
 from graphcore.graph import HeteroGraph
 
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from codegen.errors import GraphError
-from codegen.ir.values import Domain
+from graphcore.codegen.errors import GraphError
+from graphcore.codegen.ir.values import Domain
 
 if TYPE_CHECKING:
     from graphcore.graph import HeteroGraph

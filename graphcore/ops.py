@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from codegen.errors import GraphError
-from codegen.numerics import elementwise, segment
+from graphcore.codegen.errors import GraphError
+from graphcore.codegen.numerics import elementwise, segment
 
 if TYPE_CHECKING:
     from graphcore.graph import HeteroGraph

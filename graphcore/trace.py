@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from codegen.errors import CompileError
-from codegen.ir.program import Builder, OpKind, Program
-from codegen.ir.values import TYPE_DOMAINS, Domain, Value
+from graphcore.codegen.errors import CompileError
+from graphcore.codegen.ir.program import Builder, OpKind, Program
+from graphcore.codegen.ir.values import TYPE_DOMAINS, Domain, Value
 from graphcore.graph import HeteroGraph
 
 EDGE_INPUT_PREFIX = "edge:"  # program inputs read from the graph's edge data: "edge:<field name>"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from codegen.errors import GraphcoreError
+from graphcore.codegen.errors import GraphcoreError
 
 EXIT_USER_ERROR = 2
 DEBUG_FLAG = "--debug"

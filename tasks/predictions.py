@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from tasks.cli_errors import UsageError
+from graphcore.tasks.cli_errors import UsageError
 
 FORMATS = (".csv", ".npz")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from codegen.ir.ops import definition
-from codegen.ir.ops.base import elements
-from codegen.ir.program import Op, OpKind, Program
-from codegen.ir.values import Domain
+from ..ir.ops import definition
+from ..ir.ops.base import elements
+from ..ir.program import Op, OpKind, Program
+from ..ir.values import Domain
 
 @dataclass(frozen=True)
 class Cost:

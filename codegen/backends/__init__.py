@@ -9,10 +9,10 @@ from typing import Protocol
 
 from torch import Tensor
 
-from codegen.errors import CompileError
-from codegen.ir.kernel import KernelProgram
-from codegen.ir.layout import GraphLayout
-from codegen.runtime.workspace import WorkspacePool
+from ..errors import CompileError
+from ..ir.kernel import KernelProgram
+from ..ir.layout import GraphLayout
+from ..runtime.workspace import WorkspacePool
 
 
 class Executable(Protocol):
@@ -28,15 +28,15 @@ def build(backend: str, programs: dict[str, KernelProgram], pool: WorkspacePool)
     one translation unit and take their temporaries from ``pool``. The executables take a graph
     layout on every call: one build serves every graph of the schema."""
     if backend == "torch":
-        from codegen.backends.torch.executor import TorchExecutable
+        from .torch.executor import TorchExecutable
 
         return {name: TorchExecutable(p) for name, p in programs.items()}
     if backend == "cpu":
-        from codegen.backends.cpu.executable import build_module
+        from .cpu.executable import build_module
 
         return build_module(programs, pool)
     if backend == "cuda":
-        from codegen.backends.cuda.executable import build_module as build_cuda
+        from .cuda.executable import build_module as build_cuda
 
         return build_cuda(programs, pool)
     raise CompileError(f"unknown backend {backend!r}; available: {list(BACKENDS)}")

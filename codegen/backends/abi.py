@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from codegen.ir.layout import GraphLayout
-from codegen.ir.values import INDEX_MAPS, Domain
+from ..ir.layout import GraphLayout
+from ..ir.values import INDEX_MAPS, Domain
 
 DOMAIN_ORDER = (Domain.NODE, Domain.EDGE, Domain.USRC, Domain.UDST, Domain.NTYPE, Domain.ETYPE, Domain.SCALAR)
 ABI_VERSION = 2

@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from codegen.backends.abi import DOMAIN_ORDER, Abi
-from codegen.backends.writer import CodeWriter
-from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.ops.functions import BINARY, UNARY
-from codegen.ir.values import ALL_ROWS, INDEX_MAPS, ROW_TYPES, Domain
+from .abi import DOMAIN_ORDER, Abi
+from .writer import CodeWriter
+from ..ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
+from ..ir.ops.functions import BINARY, UNARY
+from ..ir.values import ALL_ROWS, INDEX_MAPS, ROW_TYPES, Domain
 
 
 

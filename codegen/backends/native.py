@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from codegen.backends.abi import Abi, index_tensors, numel_array, pointer_array, rows_array
-from codegen.errors import GraphError
-from codegen.ir.kernel import KernelProgram
-from codegen.ir.layout import GraphLayout
-from codegen.runtime.workspace import Workspace, WorkspacePool
+from .abi import Abi, index_tensors, numel_array, pointer_array, rows_array
+from ..errors import GraphError
+from ..ir.kernel import KernelProgram
+from ..ir.layout import GraphLayout
+from ..runtime.workspace import Workspace, WorkspacePool
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codegen.analysis.cost import Cost, estimate
-from codegen.ir.kernel import KernelProgram
-from codegen.ir.program import Program
-from codegen.ir.text import format_kernels, format_program
-from codegen.ir.values import Domain
-from codegen.ir.verify import verify
-from codegen.ir.verify_kernels import verify_kernels
-from codegen.lower import lower
-from codegen.passes import autodiff, partition
-from codegen.passes.context import GraphStats, PassContext
-from codegen.passes.dump import Dumper
-from codegen.passes.pipeline import optimise, run_pass
-from codegen.passes.registry import PASSES, resolve_passes
+from ..analysis.cost import Cost, estimate
+from ..ir.kernel import KernelProgram
+from ..ir.program import Program
+from ..ir.text import format_kernels, format_program
+from ..ir.values import Domain
+from ..ir.verify import verify
+from ..ir.verify_kernels import verify_kernels
+from ..lower import lower
+from ..passes import autodiff, partition
+from ..passes.context import GraphStats, PassContext
+from ..passes.dump import Dumper
+from ..passes.pipeline import optimise, run_pass
+from ..passes.registry import PASSES, resolve_passes
 
 
 @dataclass

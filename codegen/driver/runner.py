@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from codegen import backends
-from codegen.ir.kernel import KernelProgram
-from codegen.ir.values import Domain
-from codegen.driver.plan import Plan
-from codegen.ir.layout import GraphLayout
-from codegen.runtime.workspace import WorkspacePool
+from .. import backends
+from ..ir.kernel import KernelProgram
+from ..ir.values import Domain
+from .plan import Plan
+from ..ir.layout import GraphLayout
+from ..runtime.workspace import WorkspacePool
 
 
 class PlanRunner:

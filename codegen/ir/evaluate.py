@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from codegen.ir.layout import GraphLayout
-from codegen.ir.ops import definition
-from codegen.ir.program import Op, OpKind, Program
+from .layout import GraphLayout
+from .ops import definition
+from .program import Op, OpKind, Program
 
 
 def run_op(op: Op, args: Sequence[Tensor], layout: GraphLayout, generator: torch.Generator | None = None) -> Tensor:

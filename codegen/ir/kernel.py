@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.ir.values import Domain
+from .values import Domain
 
 Attr = object
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from codegen.ir.values import Domain, Value
+from .values import Domain, Value
 
 Attr = Any
 
@@ -141,7 +141,7 @@ class Builder:
 
     def emit(self, kind: OpKind, inputs: Iterable[Value], **attrs: Attr) -> Value:
         """Append ``kind(inputs)`` and return its (inferred) output value."""
-        from codegen.ir.verify import infer
+        from .verify import infer
 
         inputs = tuple(inputs)
         op_attrs = attrs_of(**attrs)

@@ -1,8 +1,8 @@
 """Readable text for level-1 programs (what ``dump_dir`` writes and ``explain()`` shows)."""
 from __future__ import annotations
 
-from codegen.ir.program import Op, OpKind, Program
-from codegen.ir.values import Value
+from .program import Op, OpKind, Program
+from .values import Value
 
 
 def _type(v: Value) -> str:
@@ -48,7 +48,7 @@ def _access(a) -> str:
 
 
 def _stmt(s, indent: str) -> str:
-    from codegen.ir.kernel import Loop
+    from .kernel import Loop
 
     if isinstance(s, Loop):
         inner = "\n".join(_stmt(x, indent + "  ") for x in s.body)
@@ -70,7 +70,7 @@ def _stmt(s, indent: str) -> str:
 
 def format_kernels(program) -> str:
     """Level-2 specs as text: buffers, then each kernel's fields and body."""
-    from codegen.ir.kernel import GemmSpec
+    from .kernel import GemmSpec
 
     lines = ["buffers:"]
     for b in program.buffers:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from codegen.errors import CompileError, VerifyError
-from codegen.ir.ops import definition
-from codegen.ir.program import Op, OpKind, Program
-from codegen.ir.values import DTYPES, Domain, Value
+from ..errors import CompileError, VerifyError
+from .ops import definition
+from .program import Op, OpKind, Program
+from .values import DTYPES, Domain, Value
 
 Typing = tuple[Domain, tuple[int, ...], str]
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 
-from codegen.errors import VerifyError
-from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.values import ALL_ROWS, INDEX_MAPS, ROW_DOMAINS, ROW_TYPES, Domain
+from ..errors import VerifyError
+from .kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
+from .values import ALL_ROWS, INDEX_MAPS, ROW_DOMAINS, ROW_TYPES, Domain
 
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from codegen.ir.program import Builder, OpKind, Program, splice
-from codegen.ir.values import Domain
-from codegen.passes.compact import SIDES, pair_form
-from codegen.passes.context import PassContext
-from codegen.passes.search import improve
+from ..ir.program import Builder, OpKind, Program, splice
+from ..ir.values import Domain
+from .compact import SIDES, pair_form
+from .context import PassContext
+from .search import improve
 
 NAME = "aggregate_first"
 

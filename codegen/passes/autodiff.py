@@ -12,11 +12,11 @@ differentiable). For :math:`y = f(x_1, \dots)`, it emits :math:`\bar{x}_i = \bar
 """
 from __future__ import annotations
 
-from codegen.ir.ops import definition
-from codegen.ir.ops.base import const
-from codegen.ir.program import Builder, OpKind, Program
-from codegen.ir.values import Value
-from codegen.passes.context import PassContext
+from ..ir.ops import definition
+from ..ir.ops.base import const
+from ..ir.program import Builder, OpKind, Program
+from ..ir.values import Value
+from .context import PassContext
 
 
 def run(program: Program, ctx: PassContext) -> Program:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from codegen.ir.ops import traits
-from codegen.ir.program import Builder, OpKind, Program, splice
-from codegen.ir.values import Domain, Value
-from codegen.passes.context import PassContext
-from codegen.passes.search import improve
+from ..ir.ops import traits
+from ..ir.program import Builder, OpKind, Program, splice
+from ..ir.values import Domain, Value
+from .context import PassContext
+from .search import improve
 
 NAME = "compact"
 # side -> (node index of the pair, edge -> pair index, relation index of the pair, pair domain)

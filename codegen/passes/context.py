@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codegen.ir.values import Domain
+from ..ir.values import Domain
 
 
 @dataclass(frozen=True)

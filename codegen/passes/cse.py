@@ -4,10 +4,10 @@ Ops with the ``distinct`` trait are never merged: two dropout masks are two draw
 """
 from __future__ import annotations
 
-from codegen.ir.ops import traits
-from codegen.ir.program import Program, rebuild
-from codegen.ir.values import Value
-from codegen.passes.context import PassContext
+from ..ir.ops import traits
+from ..ir.program import Program, rebuild
+from ..ir.values import Value
+from .context import PassContext
 
 
 def run(program: Program, ctx: PassContext) -> Program:

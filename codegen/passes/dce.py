@@ -1,8 +1,8 @@
 """Dead-code elimination: drop ops whose outputs nothing reads."""
 from __future__ import annotations
 
-from codegen.ir.program import Program
-from codegen.passes.context import PassContext
+from ..ir.program import Program
+from .context import PassContext
 
 
 def run(program: Program, ctx: PassContext) -> Program:

@@ -16,12 +16,12 @@ loads there); merges that would create a dependency cycle between regions are re
 """
 from __future__ import annotations
 
-from codegen.errors import VerifyError
-from codegen.ir.ops import ALL_ROWS, group_index, traits
-from codegen.ir.program import Op, OpKind, Program
-from codegen.ir.values import INDEX_MAPS, ROW_DOMAINS, Domain, Value
-from codegen.passes import dce
-from codegen.passes.context import PassContext
+from ..errors import VerifyError
+from ..ir.ops import ALL_ROWS, group_index, traits
+from ..ir.program import Op, OpKind, Program
+from ..ir.values import INDEX_MAPS, ROW_DOMAINS, Domain, Value
+from . import dce
+from .context import PassContext
 
 NAME = "fuse"
 

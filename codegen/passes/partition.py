@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.ir.ops import traits
-from codegen.ir.program import Program
-from codegen.ir.values import Domain, Value
-from codegen.passes import dce
-from codegen.passes.context import PassContext
+from ..ir.ops import traits
+from ..ir.program import Program
+from ..ir.values import Domain, Value
+from . import dce
+from .context import PassContext
 
 COMPACT = {Domain.USRC, Domain.UDST}
 

@@ -6,12 +6,12 @@ partition, fusion, lowering) is :func:`codegen.driver.plan.build_plan`.
 """
 from __future__ import annotations
 
-from codegen.ir.program import Program
-from codegen.ir.text import format_program
-from codegen.ir.verify import verify
-from codegen.passes.context import PassContext
-from codegen.passes.dump import Dumper
-from codegen.passes.registry import PASSES, Pass, optimising_sequence
+from ..ir.program import Program
+from ..ir.text import format_program
+from ..ir.verify import verify
+from .context import PassContext
+from .dump import Dumper
+from .registry import PASSES, Pass, optimising_sequence
 
 
 def run_pass(name: str, fn: Pass, program: Program, ctx: PassContext, dumper: Dumper) -> Program:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from codegen.errors import OptionError
-from codegen.ir.program import Program
-from codegen.passes import aggregate_first, compact, cse, dce, fuse, reorder
-from codegen.passes.context import PassContext
+from ..errors import OptionError
+from ..ir.program import Program
+from . import aggregate_first, compact, cse, dce, fuse, reorder
+from .context import PassContext
 
 Pass = Callable[[Program, PassContext], Program]
 OPTIONAL: dict[str, Pass] = {"reorder": reorder.run, "aggregate_first": aggregate_first.run,

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from codegen.ir.program import Builder, OpKind, Program, splice
-from codegen.ir.values import Domain, Value
-from codegen.passes.context import PassContext
-from codegen.passes.search import improve
+from ..ir.program import Builder, OpKind, Program, splice
+from ..ir.values import Domain, Value
+from .context import PassContext
+from .search import improve
 
 NAME = "reorder"
 

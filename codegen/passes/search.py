@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from codegen.analysis.cost import Cost, cheaper, estimate
-from codegen.ir.program import Program
-from codegen.passes.context import PassContext
+from ..analysis.cost import Cost, cheaper, estimate
+from ..ir.program import Program
+from .context import PassContext
 
 
 def lookahead(program: Program, ctx: PassContext, after: str) -> Cost:
@@ -20,7 +20,7 @@ def lookahead(program: Program, ctx: PassContext, after: str) -> Cost:
     A pass compares this for the program with and without a candidate rewrite, so a reorder
     that only pays after compaction (or loses after it) is judged on the final program.
     """
-    from codegen.passes.registry import PASSES, optimising_sequence  # the registry imports every pass
+    from .registry import PASSES, optimising_sequence  # the registry imports every pass
 
     quiet = replace(ctx, log=[])
     for name in optimising_sequence(ctx.passes, after=after):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from codegen.errors import BuildError
-from codegen.runtime.cache import Toolchain
+from ..errors import BuildError
+from .cache import Toolchain
 
 BUILD_TIMEOUT_S = 600
 

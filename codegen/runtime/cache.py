@@ -25,7 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from codegen.errors import BuildError
+from ..errors import BuildError
 
 
 def cache_root() -> Path:

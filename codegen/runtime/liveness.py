@@ -1,7 +1,7 @@
 """Which temporaries of a kernel program may share memory: a liveness plan over kernel order."""
 from __future__ import annotations
 
-from codegen.ir.kernel import KernelProgram
+from ..ir.kernel import KernelProgram
 
 
 def share_temporaries(program: KernelProgram, numel: dict[str, int]) -> dict[str, int]:

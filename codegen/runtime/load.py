@@ -4,9 +4,9 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
-from codegen.errors import BuildError
-from codegen.runtime import build
-from codegen.runtime.cache import Toolchain, build_cached
+from ..errors import BuildError
+from . import build
+from .cache import Toolchain, build_cached
 
 _LOADED: dict[Path, ctypes.CDLL] = {}
 

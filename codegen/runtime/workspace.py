@@ -13,11 +13,11 @@ import threading
 import torch
 from torch import Tensor
 
-from codegen.errors import CompileError, GraphError
-from codegen.ir.kernel import KernelProgram
-from codegen.ir.layout import GraphLayout
-from codegen.ir.values import Domain
-from codegen.runtime.liveness import share_temporaries
+from ..errors import CompileError, GraphError
+from ..ir.kernel import KernelProgram
+from ..ir.layout import GraphLayout
+from ..ir.values import Domain
+from .liveness import share_temporaries
 
 
 class WorkspacePool:

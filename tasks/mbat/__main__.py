@@ -1,5 +1,5 @@
 """``python -m tasks.mbat {encode,search,query,fit} --help``."""
-from tasks.mbat.cli import main
+from graphcore.tasks.mbat.cli import main
 
 if __name__ == "__main__":
     main()

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tasks.mbat.codes import normalise_string
-from tasks.mbat.encoder import walk
+from graphcore.tasks.mbat.codes import normalise_string
+from graphcore.tasks.mbat.encoder import walk
 
 def keypath_tokens(doc: Any) -> list[str]:
     """``path`` and ``path=value`` tokens of every leaf of ``doc`` (see the module docstring)."""

@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from tasks.mbat.encoder import JsonEncoder
-from tasks.mbat.vsa import cosine_matrix
+from graphcore.tasks.mbat.encoder import JsonEncoder
+from graphcore.tasks.mbat.vsa import cosine_matrix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

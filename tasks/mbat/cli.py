@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LightningCLI
 
-from datasets.json_corpora import CORPORA, MASKS, corpus_path, count_records, iter_records, strict_loads
-from tasks.cli_errors import UsageError, run_cli
-from tasks.mbat.encoder import JsonEncoder, JsonInputError, walk
-from tasks.mbat.index import ExactIndex, FaissIndex, VectorFileError, ids_path, load_vectors
-from tasks.mbat.module import VectorClassifier
-from tasks.mbat.orthogonal import FAMILIES
-from tasks.mbat.query import ItemMemory, query
-from tasks.mbat.data import JsonVectorDataModule
+from graphcore.datasets.json_corpora import CORPORA, MASKS, corpus_path, count_records, iter_records, strict_loads
+from graphcore.tasks.cli_errors import UsageError, run_cli
+from graphcore.tasks.mbat.encoder import JsonEncoder, JsonInputError, walk
+from graphcore.tasks.mbat.index import ExactIndex, FaissIndex, VectorFileError, ids_path, load_vectors
+from graphcore.tasks.mbat.module import VectorClassifier
+from graphcore.tasks.mbat.orthogonal import FAMILIES
+from graphcore.tasks.mbat.query import ItemMemory, query
+from graphcore.tasks.mbat.data import JsonVectorDataModule
 
 
 def _encoder_path(vectors: str | Path) -> Path:

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tasks.mbat.seeding import generator, stable_digest
+from graphcore.tasks.mbat.seeding import generator, stable_digest
 
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")

@@ -14,10 +14,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from datasets.json_corpora import MASKS, corpus_path, iter_records
-from tasks.cli_errors import UsageError
-from tasks.mbat.encoder import JsonEncoder
-from tasks.mbat.index import hash_label
+from graphcore.datasets.json_corpora import MASKS, corpus_path, iter_records
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.mbat.encoder import JsonEncoder
+from graphcore.tasks.mbat.index import hash_label
 
 
 class JsonVectorDataModule(L.LightningDataModule):

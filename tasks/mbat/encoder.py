@@ -53,12 +53,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from codegen.errors import GraphcoreError
-from tasks.mbat.codes import (NumberCode, NumberScaler, SparseCodebook, TokenIdf, normalise_key, soft_string_weights,
+from graphcore.codegen.errors import GraphcoreError
+from graphcore.tasks.mbat.codes import (NumberCode, NumberScaler, SparseCodebook, TokenIdf, normalise_key, soft_string_weights,
                               string_tokens)
-from tasks.mbat.orthogonal import FAMILIES, OrthogonalMap, SignedPermutation, random_orthogonal
-from tasks.mbat.paths import Path, format_path, pattern
-from tasks.mbat.structure import leaf_type, structure_tokens
+from graphcore.tasks.mbat.orthogonal import FAMILIES, OrthogonalMap, SignedPermutation, random_orthogonal
+from graphcore.tasks.mbat.paths import Path, format_path, pattern
+from graphcore.tasks.mbat.structure import leaf_type, structure_tokens
 
 
 class Atom(str):

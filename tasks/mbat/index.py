@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codegen.errors import GraphcoreError
-from datasets.json_corpora import strict_loads
-from tasks.mbat.vsa import normalise
+from graphcore.codegen.errors import GraphcoreError
+from graphcore.datasets.json_corpora import strict_loads
+from graphcore.tasks.mbat.vsa import normalise
 
 
 class VectorFileError(GraphcoreError, ValueError):

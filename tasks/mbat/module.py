@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from tasks.cli_errors import UsageError
+from graphcore.tasks.cli_errors import UsageError
 
 
 class VectorClassifier(L.LightningModule):

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from tasks.mbat.seeding import generator
+from graphcore.tasks.mbat.seeding import generator
 
 FAMILIES = ("perm", "hadamard", "householder", "dense")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from codegen.errors import GraphcoreError
+from graphcore.codegen.errors import GraphcoreError
 
 Path = tuple[str | int, ...]
 

@@ -44,11 +44,11 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from codegen.errors import GraphcoreError
-from tasks.mbat.encoder import Atom, JsonEncoder, Leaf, walk
-from tasks.mbat.orthogonal import SignedPermutation
-from tasks.mbat.paths import Path, format_path, parse_path, pattern
-from tasks.mbat.vsa import cosine_matrix, normalise
+from graphcore.codegen.errors import GraphcoreError
+from graphcore.tasks.mbat.encoder import Atom, JsonEncoder, Leaf, walk
+from graphcore.tasks.mbat.orthogonal import SignedPermutation
+from graphcore.tasks.mbat.paths import Path, format_path, parse_path, pattern
+from graphcore.tasks.mbat.vsa import cosine_matrix, normalise
 
 NULL_DRAWS = 64
 """Random unbindings per query that estimate the clean-up's noise floor."""

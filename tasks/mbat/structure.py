@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from tasks.mbat.paths import Path, pattern
+from graphcore.tasks.mbat.paths import Path, pattern
 
 _TYPES = {"true": "true", "false": "false", "null": "null", "{}": "{}", "[]": "[]"}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tasks.mbat.orthogonal import OrthogonalMap
+from graphcore.tasks.mbat.orthogonal import OrthogonalMap
 
 _EPS = 1e-12
 

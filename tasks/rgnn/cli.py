@@ -20,11 +20,11 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
-from tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
-from tasks.cli_errors import run_cli
-from tasks.predictions import add_prediction_arguments
-from tasks.rgnn.data import RGNNDataModule
-from tasks.rgnn.module import RGNNClassifier
+from graphcore.tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
+from graphcore.tasks.cli_errors import run_cli
+from graphcore.tasks.predictions import add_prediction_arguments
+from graphcore.tasks.rgnn.data import RGNNDataModule
+from graphcore.tasks.rgnn.module import RGNNClassifier
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SHORTHANDS = {"--data": "--data.name", "--model": "--model.model"}

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datasets.hetero import HeteroDataset, load
+from graphcore.datasets.hetero import HeteroDataset, load
 from graphcore.graph import HeteroGraph
-from tasks.cli_errors import UsageError
+from graphcore.tasks.cli_errors import UsageError
 
 STAGES = ("train", "val", "test")
 

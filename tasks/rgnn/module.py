@@ -11,8 +11,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 import graphcore
 from graphcore.graph import HeteroGraph
-from tasks.rgnn.data import STAGES, GraphBatch
-from tasks.rgnn.model import RGNN, ModelName
+from graphcore.tasks.rgnn.data import STAGES, GraphBatch
+from graphcore.tasks.rgnn.model import RGNN, ModelName
 
 
 class RGNNClassifier(L.LightningModule):

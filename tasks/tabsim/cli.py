@@ -22,13 +22,13 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
-from datasets.tables import BUNDLED_TABLES, load_tables, read_table
-from tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
-from tasks.cli_errors import UsageError, run_cli
-from tasks.predictions import add_prediction_arguments
-from tasks.tabsim.data import TabSimDataModule
-from tasks.tabsim.module import TabSimModule
-from tasks.tabsim.scorer import PRETRAINED, Scorer
+from graphcore.datasets.tables import BUNDLED_TABLES, load_tables, read_table
+from graphcore.tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
+from graphcore.tasks.cli_errors import UsageError, run_cli
+from graphcore.tasks.predictions import add_prediction_arguments
+from graphcore.tasks.tabsim.data import TabSimDataModule
+from graphcore.tasks.tabsim.module import TabSimModule
+from graphcore.tasks.tabsim.scorer import PRETRAINED, Scorer
 
 TOOLS = ("score", "search")
 

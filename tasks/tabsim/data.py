@@ -17,11 +17,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datasets.tables import (BUNDLED_PAIRS, BUNDLED_TABLES, Table, TablePair, grouped_kfold, holdout, load_pairs,
+from graphcore.datasets.tables import (BUNDLED_PAIRS, BUNDLED_TABLES, Table, TablePair, grouped_kfold, holdout, load_pairs,
                              load_tables, strubert_folds, tabsim_split)
-from tasks.cli_errors import UsageError
-from tasks.tabsim.encode import EncodedTable, TableBatch, TableEncoder, collate_chunks, size_order
-from tasks.tabsim.lexical import LexicalModel
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.tabsim.encode import EncodedTable, TableBatch, TableEncoder, collate_chunks, size_order
+from graphcore.tasks.tabsim.lexical import LexicalModel
 
 
 @dataclass

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from datasets.tables import Table
-from tasks.tabsim.lexical import LexicalModel, Profile, cell_words, words
+from graphcore.datasets.tables import Table
+from graphcore.tasks.tabsim.lexical import LexicalModel, Profile, cell_words, words
 
 PAD, UNK = 0, 1
 _NUMERIC = re.compile(r"^[\s<>≤≥=~±+\-−–.,:;/%()\[\]*†‡§xX×eE\d]*\d[\s<>≤≥=~±+\-−–.,:;/%()\[\]*†‡§xX×eE\d]*$")

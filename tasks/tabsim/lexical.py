@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from datasets.tables import Table
+from graphcore.datasets.tables import Table
 
 _WORD = re.compile(r"[^\W_]+")
 

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.tabsim.encode import STRUCTURE, TableBatch
-from tasks.tabsim.lexical import FEATURES as LEXICAL_FEATURES
+from graphcore.tasks.tabsim.encode import STRUCTURE, TableBatch
+from graphcore.tasks.tabsim.lexical import FEATURES as LEXICAL_FEATURES
 
 
 class TextBag(nn.Module):

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
-from tasks.tabsim.data import PairBatch
-from tasks.tabsim.encode import TableEncoder
-from tasks.tabsim.metrics import best_threshold, binary_metrics, ranking_metrics
-from tasks.tabsim.model import TabSimNet
+from graphcore.tasks.tabsim.data import PairBatch
+from graphcore.tasks.tabsim.encode import TableEncoder
+from graphcore.tasks.tabsim.metrics import best_threshold, binary_metrics, ranking_metrics
+from graphcore.tasks.tabsim.model import TabSimNet
 
 
 class TabSimModule(L.LightningModule):

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datasets.tables import Table
-from tasks.cli_errors import UsageError
-from tasks.tabsim.encode import EncodedTable, collate_chunks, size_order
-from tasks.tabsim.lexical import LexicalModel
-from tasks.tabsim.model import TableEmbedding
-from tasks.tabsim.module import TabSimModule
+from graphcore.datasets.tables import Table
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.tabsim.encode import EncodedTable, collate_chunks, size_order
+from graphcore.tasks.tabsim.lexical import LexicalModel
+from graphcore.tasks.tabsim.model import TableEmbedding
+from graphcore.tasks.tabsim.module import TabSimModule
 
 #: a small model trained on the bundled PMC corpus (``python benchmarks/tabsim_eval.py --export``).
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "pmc_tabsim.ckpt.gz"

@@ -1,5 +1,5 @@
 """``python -m tasks.traffic fit|validate|test|predict|plot``."""
-from tasks.traffic.cli import main
+from graphcore.tasks.traffic.cli import main
 
 if __name__ == "__main__":
     main()

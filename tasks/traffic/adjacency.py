@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tasks.cli_errors import UsageError
+from graphcore.tasks.cli_errors import UsageError
 
 ADJACENCY_MODES = ("distance", "all_ones", "adaptive", "semi")
 

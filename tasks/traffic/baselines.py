@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from datasets.traffic import TrafficSeries, WindowSplit, day_of_week, time_of_day
-from tasks.cli_errors import UsageError
-from tasks.traffic.metrics import MaskedHorizonErrors, masked_mae_loss
+from graphcore.datasets.traffic import TrafficSeries, WindowSplit, day_of_week, time_of_day
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.traffic.metrics import MaskedHorizonErrors, masked_mae_loss
 
 SMOOTHING_CANDIDATES = (1, 3, 5, 7, 9, 11, 15, 21, 31)
 """Widths (in slots) of the profile's pooling window that :func:`fit_seasonal_prior` tries."""

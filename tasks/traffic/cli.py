@@ -15,11 +15,11 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from jsonargparse import lazy_instance
 
-from tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
-from tasks.cli_errors import guarded
-from tasks.predictions import add_prediction_arguments
-from tasks.traffic.data import TrafficDataModule
-from tasks.traffic.module import TrafficForecaster
+from graphcore.tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
+from graphcore.tasks.cli_errors import guarded
+from graphcore.tasks.predictions import add_prediction_arguments
+from graphcore.tasks.traffic.data import TrafficDataModule
+from graphcore.tasks.traffic.module import TrafficForecaster
 
 TRAINER_DEFAULTS = {
     "max_epochs": 12,
@@ -58,7 +58,7 @@ class TrafficCLI(LightningCLI):
 def main(args: Sequence[str]) -> None:
     """Entry point under the CLI error policy; ``args`` defaults to ``sys.argv[1:]``."""
     if args[:1] == ["plot"]:
-        from tasks.traffic.plot_command import run_plot_cli
+        from graphcore.tasks.traffic.plot_command import run_plot_cli
         run_plot_cli(args[1:])
         return
     TrafficCLI(TrafficForecaster, TrafficDataModule, args=args, trainer_defaults=TRAINER_DEFAULTS,

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from datasets.traffic import (LOS_LOOP, TrafficSeries, WindowSplit, ZScore, day_of_week, load_traffic,
+from graphcore.datasets.traffic import (LOS_LOOP, TrafficSeries, WindowSplit, ZScore, day_of_week, load_traffic,
                               split_windows, time_of_day)
 
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.cli_errors import UsageError
-from tasks.traffic.adjacency import VirtualNodeAdjacency, transition_matrices
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.traffic.adjacency import VirtualNodeAdjacency, transition_matrices
 
 
 class TemporalGLU(nn.Module):

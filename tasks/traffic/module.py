@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tasks.cli_errors import UsageError
-from tasks.traffic.adjacency import check_mode
-from tasks.traffic.baselines import fit_seasonal_prior, floor_errors
-from tasks.traffic.data import TrafficDataModule
-from tasks.traffic.metrics import MaskedHorizonErrors, horizon_report, masked_mae_loss
-from tasks.traffic.model import VirtualNodeSTGCN
-from tasks.traffic.report import markdown_table, write_horizon_csv
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.traffic.adjacency import check_mode
+from graphcore.tasks.traffic.baselines import fit_seasonal_prior, floor_errors
+from graphcore.tasks.traffic.data import TrafficDataModule
+from graphcore.tasks.traffic.metrics import MaskedHorizonErrors, horizon_report, masked_mae_loss
+from graphcore.tasks.traffic.model import VirtualNodeSTGCN
+from graphcore.tasks.traffic.report import markdown_table, write_horizon_csv
 
 
 class TrafficForecaster(L.LightningModule):

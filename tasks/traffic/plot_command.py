@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from jsonargparse import CLI
 
-from tasks.cli_errors import UsageError
-from tasks.traffic.baselines import floor_errors
-from tasks.traffic.module import TrafficForecaster, forecast, load_trained
-from tasks.traffic.plots import plot_error_vs_horizon, plot_forecasts, plot_sensitivity, plot_virtual_adjacency
-from tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.traffic.baselines import floor_errors
+from graphcore.tasks.traffic.module import TrafficForecaster, forecast, load_trained
+from graphcore.tasks.traffic.plots import plot_error_vs_horizon, plot_forecasts, plot_sensitivity, plot_virtual_adjacency
+from graphcore.tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop
 
 
 def describe(model: TrafficForecaster) -> str:

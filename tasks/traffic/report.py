@@ -5,7 +5,7 @@ import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tasks.traffic.metrics import MaskedHorizonErrors
+from graphcore.tasks.traffic.metrics import MaskedHorizonErrors
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

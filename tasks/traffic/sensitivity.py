@@ -18,7 +18,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import Tensor
 
-from tasks.traffic.model import VirtualNodeSTGCN
+from graphcore.tasks.traffic.model import VirtualNodeSTGCN
 
 
 def hop_distances(adjacency: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from codegen.passes.context import GraphStats, PassContext
+from graphcore.codegen.passes.context import GraphStats, PassContext
 from graphcore.testing import edge_case_graphs, layer_zoo
 from graphcore.trace import trace
 

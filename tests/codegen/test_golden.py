@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.backends.cpu.executable import module_source as cpu_source
-from codegen.backends.cuda.executable import module_source as cuda_source
+from graphcore.codegen.backends.cpu.executable import module_source as cpu_source
+from graphcore.codegen.backends.cuda.executable import module_source as cuda_source
 from graphcore.testing import edge_case_graphs, layer_zoo
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

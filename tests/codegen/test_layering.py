@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import codegen
+from graphcore import codegen
 
 ROOT = Path(codegen.__file__).resolve().parent.parent
 PACKAGE = ROOT / "codegen"

@@ -1,6 +1,6 @@
 import pytest
 
-from codegen.lower import einsum_as_gemm
+from graphcore.codegen.lower import einsum_as_gemm
 
 
 @pytest.mark.parametrize("equation, a, b, expected", [

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-import codegen
-from codegen.backends.cfamily import CFamilyPrinter
-from codegen.backends.cpu.printer import CpuPrinter
-from codegen.backends.cuda.printer import CudaPrinter
-from codegen.backends.torch.executor import TorchKernels
-from codegen.ir.kernel import STMT_OPS, Loop, TraversalSpec
-from codegen.ir.ops import LOWERINGS, OPS, OpDef
-from codegen.ir.ops.functions import BINARY, UNARY
-from codegen.ir.program import OpKind
-from codegen.numerics import elementwise
-from codegen.passes.context import GraphStats
-from codegen.driver.plan import build_plan
+from graphcore import codegen
+from graphcore.codegen.backends.cfamily import CFamilyPrinter
+from graphcore.codegen.backends.cpu.printer import CpuPrinter
+from graphcore.codegen.backends.cuda.printer import CudaPrinter
+from graphcore.codegen.backends.torch.executor import TorchKernels
+from graphcore.codegen.ir.kernel import STMT_OPS, Loop, TraversalSpec
+from graphcore.codegen.ir.ops import LOWERINGS, OPS, OpDef
+from graphcore.codegen.ir.ops.functions import BINARY, UNARY
+from graphcore.codegen.ir.program import OpKind
+from graphcore.codegen.numerics import elementwise
+from graphcore.codegen.passes.context import GraphStats
+from graphcore.codegen.driver.plan import build_plan
 
 from .conftest import make_case, traced_cases
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from datasets import hetero
+from graphcore.datasets import hetero
 
 
 @pytest.mark.parametrize("name, nodes, edges, classes, train, test", [
@@ -20,7 +20,7 @@ def test_bundled_datasets_have_published_statistics(name, nodes, edges, classes,
 
 
 def test_load_by_path(tmp_path):
-    from datasets import DATA_DIR
+    from graphcore.datasets import DATA_DIR
     ds = hetero.load(DATA_DIR / "aifb.npz")
     assert ds.name == "aifb" and ds.target == "Personen"
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from datasets.json_corpora import (MASKS, JsonFormatError, corpus_path, count_records, delete_field, iter_records,
+from graphcore.datasets.json_corpora import (MASKS, JsonFormatError, corpus_path, count_records, delete_field, iter_records,
                                    strict_loads)
-from datasets import DATA_DIR
+from graphcore.datasets import DATA_DIR
 
 
 def _write(path, lines):

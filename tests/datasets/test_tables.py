@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from datasets.tables import (Table, TableError, TablePair, grouped_kfold, holdout, load_pairs, load_tables,
+from graphcore.datasets.tables import (Table, TableError, TablePair, grouped_kfold, holdout, load_pairs, load_tables,
                              read_table, strubert_folds, tabsim_split)
 
 
@@ -204,7 +204,7 @@ def test_deeply_nested_json_is_an_error_with_its_line(tmp_path):
 
 def test_missing_bundled_corpus_says_it_is_not_in_the_wheel(tmp_path, monkeypatch):
     missing = tmp_path / "pmc_tables.jsonl.gz"
-    monkeypatch.setattr("datasets.tables.BUNDLED_TABLES", missing)
+    monkeypatch.setattr("graphcore.datasets.tables.BUNDLED_TABLES", missing)
     with pytest.raises(TableError, match=r"no such file \(the bundled PMC corpus .* not in the wheel\); pass your own"):
         load_tables(missing)
     with pytest.raises(TableError, match=r"cannot read table file \S*other.jsonl: no such file$"):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from codegen.errors import GraphError
-from datasets.traffic import (LOS_LOOP, TrafficSeries, ZScore, day_of_week, gaussian_kernel_adjacency,
+from graphcore.codegen.errors import GraphError
+from graphcore.datasets.traffic import (LOS_LOOP, TrafficSeries, ZScore, day_of_week, gaussian_kernel_adjacency,
                               load_traffic, read_dcrnn_pickle, split_windows, time_of_day)
 
 IDS = ["773869", "767541", "767542", "717447"]

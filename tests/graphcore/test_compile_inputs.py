@@ -75,8 +75,8 @@ def test_native_entry_refuses_a_wrong_buffer_size_on_its_own():
     source = executable.source
     assert "if (numel[0] != rows[0] * 6) return -1;" in source
     params = [compiled._graphcore_params[name] for name in runner.param_names]
-    from codegen.backends.abi import numel_array
-    from codegen.runtime.workspace import allocate
+    from graphcore.codegen.backends.abi import numel_array
+    from graphcore.codegen.runtime.workspace import allocate
 
     x = torch.randn(g.num_nodes(), model.in_channels)
     bound = executable.binding(g.layout)
@@ -94,7 +94,7 @@ def test_native_entry_refuses_a_wrong_buffer_size_on_its_own():
 def test_allocate_refuses_a_wrong_shape_below_the_front_end():
     g, model, compiled = _warm()
     runner = next(iter(compiled._graphcore_plans.values()))
-    from codegen.runtime.workspace import allocate
+    from graphcore.codegen.runtime.workspace import allocate
 
     params = [compiled._graphcore_params[name] for name in runner.param_names]
     bad = torch.randn(g.num_nodes() - 1, model.in_channels)

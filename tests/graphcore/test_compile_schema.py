@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.runtime import build, load
+from graphcore.codegen.runtime import build, load
 from graphcore.testing import layer_zoo, random_heterograph
 
 SCHEMA = [("a", "r0", "b"), ("b", "r1", "a"), ("a", "r2", "a"), ("b", "r3", "b")]

@@ -91,7 +91,7 @@ def test_graphcore_never_imports_dgl():
 
 
 def test_load_npz_bundled_aifb_statistics():
-    from datasets import DATA_DIR
+    from graphcore.datasets import DATA_DIR
     g = gc.load_npz(DATA_DIR / "aifb.npz")
     assert (g.num_nodes(), g.num_edges(), g.num_node_types, g.num_relations) == (7262, 24405, 7, 52)
     full = g.add_reverse_edges()
@@ -124,7 +124,7 @@ def write_ogb_layout(root: Path, g: gc.HeteroGraph, labels: dict, split: dict):
 
 
 def test_ogb_layout_round_trip_on_bundled_mutag(tmp_path):
-    from datasets import hetero
+    from graphcore.datasets import hetero
     ds = hetero.load("mutag")
     g = ds.graph
     g.x = g.check_features({"bond": torch.randn(g.num_nodes("bond"), 3)})

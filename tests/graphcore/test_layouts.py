@@ -62,8 +62,8 @@ def test_layout_is_cached():
 def test_layout_implements_the_compilers_graph_layout_protocol_completely():
     """Every name codegen declares (domains, index maps, segment pointers, graph constants) is
     answered by the layout, with the right length: a new name in codegen fails here first."""
-    from codegen.ir.layout import GraphLayout
-    from codegen.ir.values import GRAPH_CONSTANTS, INDEX_MAPS, ROW_TYPES, Domain
+    from graphcore.codegen.ir.layout import GraphLayout
+    from graphcore.codegen.ir.values import GRAPH_CONSTANTS, INDEX_MAPS, ROW_TYPES, Domain
 
     g = edge_case_graphs()["mixed"]
     L = g.layout

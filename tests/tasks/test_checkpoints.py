@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tasks.checkpoints import LastIsFinalCheckpoint, checkpoint_defaults, checkpoint_summary
+from graphcore.tasks.checkpoints import LastIsFinalCheckpoint, checkpoint_defaults, checkpoint_summary
 
 
 class EarlyBest(L.LightningModule):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from codegen.errors import GraphError
-from tasks.cli_errors import EXIT_USER_ERROR, UsageError, guarded, one_line, run_cli
-from tasks.traffic.cli import main as traffic_main
+from graphcore.codegen.errors import GraphError
+from graphcore.tasks.cli_errors import EXIT_USER_ERROR, UsageError, guarded, one_line, run_cli
+from graphcore.tasks.traffic.cli import main as traffic_main
 
 ROOT = Path(__file__).resolve().parents[2]
 

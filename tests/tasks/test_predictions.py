@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tasks.cli_errors import UsageError
-from tasks.predictions import PredictionWriter, concatenate, write_csv, write_npz
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.predictions import PredictionWriter, concatenate, write_csv, write_npz
 
 
 class Doubler(L.LightningModule):

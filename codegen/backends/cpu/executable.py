@@ -11,18 +11,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from codegen.backends.abi import ABI_VERSION, Abi
-from codegen.backends.cfamily import print_module
-from codegen.backends.cpu.legalize import split_scatter
-from codegen.backends.cpu.printer import CpuPrinter
-from codegen.errors import CompileError
-from codegen.ir.kernel import KernelProgram
-from codegen.ir.verify_kernels import verify_kernels
-from codegen.backends.native import NativeExecutable
-from codegen.runtime.workspace import WorkspacePool, allocate
-from codegen.runtime.cache import Toolchain
-from codegen.runtime.load import load_library
-from codegen.ir.layout import GraphLayout
+from ..abi import ABI_VERSION, Abi
+from ..cfamily import print_module
+from .legalize import split_scatter
+from .printer import CpuPrinter
+from ...errors import CompileError
+from ...ir.kernel import KernelProgram
+from ...ir.verify_kernels import verify_kernels
+from ..native import NativeExecutable
+from ...runtime.workspace import WorkspacePool, allocate
+from ...runtime.cache import Toolchain
+from ...runtime.load import load_library
+from ...ir.layout import GraphLayout
 
 PRELUDE_DIR = Path(__file__).resolve().parent
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-Wall", "-Werror",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from codegen.ir.kernel import Access, Buffer, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.values import INDEX_MAPS
+from ...ir.kernel import Access, Buffer, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
+from ...ir.values import INDEX_MAPS
 
 
 def split_scatter(program: KernelProgram) -> KernelProgram:

@@ -11,10 +11,10 @@ to ``seconds[i]`` when given an array (profiling; ``NULL`` otherwise).
 """
 from __future__ import annotations
 
-from codegen.backends.cfamily import CFamilyPrinter, _Scope, _size
-from codegen.backends.writer import CodeWriter
-from codegen.ir.kernel import GemmSpec, TraversalSpec
-from codegen.ir.values import ALL_ROWS
+from ..cfamily import CFamilyPrinter, _Scope, _size
+from ..writer import CodeWriter
+from ...ir.kernel import GemmSpec, TraversalSpec
+from ...ir.values import ALL_ROWS
 
 ROW_BLOCK = 48  # rows per OpenMP task of the GEMM template (a multiple of the micro-kernel's 6)
 OUTER_BLOCK = 16  # weight rows per task of the outer-product template

@@ -14,18 +14,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from codegen.backends.abi import ABI_VERSION, Abi
-from codegen.backends.cfamily import print_module
-from codegen.backends.cuda.legalize import split_epilogues
-from codegen.backends.cuda.printer import CudaPrinter
-from codegen.errors import BuildError, CompileError
-from codegen.ir.kernel import KernelProgram
-from codegen.ir.verify_kernels import verify_kernels
-from codegen.backends.native import NativeExecutable
-from codegen.runtime.workspace import WorkspacePool, allocate
-from codegen.runtime.cache import Toolchain
-from codegen.runtime.load import load_library
-from codegen.ir.layout import GraphLayout
+from ..abi import ABI_VERSION, Abi
+from ..cfamily import print_module
+from .legalize import split_epilogues
+from .printer import CudaPrinter
+from ...errors import BuildError, CompileError
+from ...ir.kernel import KernelProgram
+from ...ir.verify_kernels import verify_kernels
+from ..native import NativeExecutable
+from ...runtime.workspace import WorkspacePool, allocate
+from ...runtime.cache import Toolchain
+from ...runtime.load import load_library
+from ...ir.layout import GraphLayout
 
 PRELUDE_DIR = Path(__file__).resolve().parent
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from codegen.ir.kernel import Access, Buffer, GemmSpec, KernelProgram, Stmt, TraversalSpec
+from ...ir.kernel import Access, Buffer, GemmSpec, KernelProgram, Stmt, TraversalSpec
 
 
 def split_epilogues(program: KernelProgram) -> KernelProgram:

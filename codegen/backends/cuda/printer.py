@@ -11,10 +11,10 @@ group, grid-stride; colliding scatter stores are atomic.
 """
 from __future__ import annotations
 
-from codegen.backends.cfamily import CFamilyPrinter, _Scope
-from codegen.backends.writer import CodeWriter
-from codegen.ir.kernel import GemmSpec, TraversalSpec
-from codegen.ir.values import ALL_ROWS
+from ..cfamily import CFamilyPrinter, _Scope
+from ..writer import CodeWriter
+from ...ir.kernel import GemmSpec, TraversalSpec
+from ...ir.values import ALL_ROWS
 
 TILE, DEPTH, THREADS = 32, 8, 64
 TRAVERSAL_THREADS = 128

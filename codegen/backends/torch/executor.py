@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from codegen.ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.values import ALL_ROWS, Domain
-from codegen.numerics import elementwise, segment
-from codegen.ir.layout import GraphLayout
+from ...ir.kernel import Access, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
+from ...ir.values import ALL_ROWS, Domain
+from ...numerics import elementwise, segment
+from ...ir.layout import GraphLayout
 
 
 def _rows(layout: GraphLayout, domain: Domain | None) -> int:

@@ -30,10 +30,10 @@ says which are missing.
 """
 from __future__ import annotations
 
-from codegen.ir.ops import graph, linear, rowwise, sources  # noqa: F401  (fill the table)
-from codegen.ir.ops.base import LOWERINGS, OPS, OpDef, Traits
-from codegen.ir.program import Op, OpKind
-from codegen.ir.values import ALL_ROWS
+from . import graph, linear, rowwise, sources  # noqa: F401  (fill the table)
+from .base import LOWERINGS, OPS, OpDef, Traits
+from ..program import Op, OpKind
+from ..values import ALL_ROWS
 
 
 def definition(kind: OpKind) -> OpDef:

@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import Tensor
 
-from codegen.errors import CompileError
-from codegen.ir.program import Builder, Op, OpKind
-from codegen.ir.values import Domain, Value
+from ...errors import CompileError
+from ..program import Builder, Op, OpKind
+from ..values import Domain, Value
 
 Typing = tuple[Domain, tuple[int, ...]]
 InferRule = Callable[[OpKind, tuple[Value, ...], dict[str, Any]], Typing]

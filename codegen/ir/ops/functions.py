@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from codegen.ir.ops.base import const
-from codegen.ir.program import OpKind
-from codegen.numerics import elementwise
+from .base import const
+from ..program import OpKind
+from ...numerics import elementwise
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ r"""Ops that move rows along the graph's index maps: ``gather``, ``aggregate``, 
 """
 from __future__ import annotations
 
-from codegen.ir.ops.base import OpDef, Traits, const, fail, free, per_element, register
-from codegen.ir.program import OpKind
-from codegen.ir.values import INDEX_MAPS, Domain
-from codegen.numerics import segment
+from .base import OpDef, Traits, const, fail, free, per_element, register
+from ..program import OpKind
+from ..values import INDEX_MAPS, Domain
+from ...numerics import segment
 
 
 def _index(kind, attrs):

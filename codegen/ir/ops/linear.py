@@ -13,11 +13,11 @@ import math
 
 import torch
 
-from codegen.errors import CompileError
-from codegen.ir.ops.base import OpDef, Traits, fail, register
-from codegen.ir.program import OpKind
-from codegen.ir.values import ROW_DOMAINS, ROW_TYPES, TYPE_DOMAINS, Domain, Value
-from codegen.numerics import segment
+from ...errors import CompileError
+from .base import OpDef, Traits, fail, register
+from ..program import OpKind
+from ..values import ROW_DOMAINS, ROW_TYPES, TYPE_DOMAINS, Domain, Value
+from ...numerics import segment
 
 GEMM = "gemm"
 

@@ -14,12 +14,12 @@ import math
 
 import torch
 
-from codegen.errors import CompileError
-from codegen.ir.ops.base import OpDef, Traits, const, fail, free, per_element, register
-from codegen.ir.ops.functions import BINARY, UNARY
-from codegen.ir.program import OpKind
-from codegen.ir.values import ALL_ROWS, ROW_DOMAINS, TYPE_DOMAINS, Domain
-from codegen.numerics import elementwise
+from ...errors import CompileError
+from .base import OpDef, Traits, const, fail, free, per_element, register
+from .functions import BINARY, UNARY
+from ..program import OpKind
+from ..values import ALL_ROWS, ROW_DOMAINS, TYPE_DOMAINS, Domain
+from ...numerics import elementwise
 
 TRAVERSAL = "traversal"
 

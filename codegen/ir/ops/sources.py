@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from codegen.errors import CompileError
-from codegen.ir.ops.base import OpDef, Traits, fail, free, no_gradient, per_element, register
-from codegen.ir.program import OpKind
-from codegen.ir.values import GRAPH_CONSTANTS, Domain
+from ...errors import CompileError
+from .base import OpDef, Traits, fail, free, no_gradient, per_element, register
+from ..program import OpKind
+from ..values import GRAPH_CONSTANTS, Domain
 
 
 def _infer_const(kind, inputs, attrs):

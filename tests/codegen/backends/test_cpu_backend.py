@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.errors import BuildError
-from codegen.runtime import build, cache, load
-from datasets import hetero
+from graphcore.codegen.errors import BuildError
+from graphcore.codegen.runtime import build, cache, load
+from graphcore.datasets import hetero
 from graphcore.testing import edge_case_graphs, layer_zoo
 
 GRAPHS = edge_case_graphs()

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.backends.cuda.executable import module_source, ptxas_report
-from codegen.passes.context import GraphStats
-from codegen.driver.plan import build_plan
+from graphcore.codegen.backends.cuda.executable import module_source, ptxas_report
+from graphcore.codegen.passes.context import GraphStats
+from graphcore.codegen.driver.plan import build_plan
 from graphcore.testing import edge_case_graphs, layer_zoo
 from graphcore.trace import trace
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from codegen.backends.torch.executor import TorchExecutable
-from codegen.ir.evaluate import evaluate
-from codegen.passes.context import GraphStats
-from codegen.driver.plan import build_plan
+from graphcore.codegen.backends.torch.executor import TorchExecutable
+from graphcore.codegen.ir.evaluate import evaluate
+from graphcore.codegen.passes.context import GraphStats
+from graphcore.codegen.driver.plan import build_plan
 
 from ..conftest import make_case, traced_cases
 

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from codegen.ir.evaluate import evaluate
-from codegen.ir.verify import verify
+from graphcore.codegen.ir.evaluate import evaluate
+from graphcore.codegen.ir.verify import verify
 
 from ..conftest import make_case, traced_cases
 

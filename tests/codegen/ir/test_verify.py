@@ -1,10 +1,10 @@
 import pytest
 
-from codegen.errors import CompileError, VerifyError
-from codegen.ir.program import Builder, Op, OpKind, Program
-from codegen.ir.text import format_program
-from codegen.ir.values import Domain
-from codegen.ir.verify import verify
+from graphcore.codegen.errors import CompileError, VerifyError
+from graphcore.codegen.ir.program import Builder, Op, OpKind, Program
+from graphcore.codegen.ir.text import format_program
+from graphcore.codegen.ir.values import Domain
+from graphcore.codegen.ir.verify import verify
 
 
 def base():

@@ -2,14 +2,14 @@
 rejects hand-made bad specs with a message naming the stage, the kernel and the statement."""
 import pytest
 
-from codegen.backends.cpu.legalize import split_scatter
-from codegen.backends.cuda.legalize import split_epilogues
-from codegen.errors import VerifyError
-from codegen.ir.kernel import Access, Buffer, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
-from codegen.ir.values import Domain
-from codegen.ir.verify_kernels import verify_kernels
-from codegen.passes.context import GraphStats
-from codegen.driver.plan import build_plan
+from graphcore.codegen.backends.cpu.legalize import split_scatter
+from graphcore.codegen.backends.cuda.legalize import split_epilogues
+from graphcore.codegen.errors import VerifyError
+from graphcore.codegen.ir.kernel import Access, Buffer, GemmSpec, KernelProgram, Loop, Stmt, TraversalSpec
+from graphcore.codegen.ir.values import Domain
+from graphcore.codegen.ir.verify_kernels import verify_kernels
+from graphcore.codegen.passes.context import GraphStats
+from graphcore.codegen.driver.plan import build_plan
 
 from ..conftest import make_case, traced_cases
 

@@ -1,8 +1,8 @@
 import torch
 
-from codegen.ir.program import OpKind
-from codegen.ir.values import Domain
-from codegen.passes import aggregate_first, dce
+from graphcore.codegen.ir.program import OpKind
+from graphcore.codegen.ir.values import Domain
+from graphcore.codegen.passes import aggregate_first, dce
 from graphcore import HeteroGraph, nn
 from graphcore.trace import trace
 

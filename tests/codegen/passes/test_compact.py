@@ -1,8 +1,8 @@
 import torch
 
-from codegen.ir.program import OpKind
-from codegen.ir.values import Domain
-from codegen.passes import compact, dce
+from graphcore.codegen.ir.program import OpKind
+from graphcore.codegen.ir.values import Domain
+from graphcore.codegen.passes import compact, dce
 from graphcore import HeteroGraph, nn
 from graphcore.trace import trace
 
@@ -39,7 +39,7 @@ def test_does_not_fire_when_every_pair_is_distinct():
 
 
 def test_weight_gradient_sums_per_pair_first():
-    from codegen.passes import autodiff
+    from graphcore.codegen.passes import autodiff
     src = torch.tensor([0, 0, 0, 0, 1])
     dst = torch.tensor([1, 2, 3, 4, 2])
     g = HeteroGraph({"n": 5}, {("n", "r", "n"): torch.stack([src, dst])})

@@ -1,14 +1,14 @@
 import torch
 
-from codegen.ir.program import OpKind
-from codegen.lower import lower
-from codegen.ir.kernel import GemmSpec, Loop, TraversalSpec
-from codegen.ir.values import Domain
-from codegen.driver.plan import build_plan
+from graphcore.codegen.ir.program import OpKind
+from graphcore.codegen.lower import lower
+from graphcore.codegen.ir.kernel import GemmSpec, Loop, TraversalSpec
+from graphcore.codegen.ir.values import Domain
+from graphcore.codegen.driver.plan import build_plan
 from graphcore import nn
 from graphcore.testing import edge_case_graphs
 from graphcore.trace import trace
-from codegen.passes.context import GraphStats
+from graphcore.codegen.passes.context import GraphStats
 
 G = edge_case_graphs()["mixed"]
 
@@ -53,6 +53,6 @@ def test_training_plan_fuses_backward_too():
 def test_lowering_is_deterministic():
     program, _ = trace(nn.HGT(6, 6, G.num_node_types, G.num_relations).double(), G,
                        (torch.randn(G.num_nodes(), 6, dtype=torch.float64),))
-    from codegen.ir.values import Domain as D
+    from graphcore.codegen.ir.values import Domain as D
     rows = {D.NTYPE: G.num_node_types, D.ETYPE: G.num_relations}
     assert lower(program, rows) == lower(program, rows)

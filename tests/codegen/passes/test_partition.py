@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.ir.values import Domain
+from graphcore.codegen.ir.values import Domain
 from graphcore.testing import layer_zoo
 
 from ..conftest import GRAPHS

@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from codegen.ir.evaluate import evaluate
-from codegen.ir.verify import verify
-from codegen.passes import autodiff
-from codegen.passes.registry import PASSES
+from graphcore.codegen.ir.evaluate import evaluate
+from graphcore.codegen.ir.verify import verify
+from graphcore.codegen.passes import autodiff
+from graphcore.codegen.passes.registry import PASSES
 
 from ..conftest import context, make_case, traced_cases
 

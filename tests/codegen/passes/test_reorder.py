@@ -12,9 +12,9 @@ Case 3 (HGT score (k_u W_r) . q_v with compaction): the relation matrix costs 2*
 """
 import torch
 
-from codegen.ir.program import OpKind
-from codegen.passes import dce, reorder
-from codegen.analysis.cost import estimate
+from graphcore.codegen.ir.program import OpKind
+from graphcore.codegen.passes import dce, reorder
+from graphcore.codegen.analysis.cost import estimate
 from graphcore import HeteroGraph, nn
 from graphcore.trace import trace
 

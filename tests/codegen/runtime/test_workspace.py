@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import graphcore as gc
-from codegen.runtime.liveness import share_temporaries
-from codegen.runtime.workspace import Workspace, WorkspacePool, allocate
+from graphcore.codegen.runtime.liveness import share_temporaries
+from graphcore.codegen.runtime.workspace import Workspace, WorkspacePool, allocate
 from graphcore.testing import layer_zoo
 
 from ..conftest import GRAPHS

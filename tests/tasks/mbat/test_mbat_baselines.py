@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tasks.mbat.baselines import keypath_tfidf_gram, keypath_tokens, minhash_gram, minhash_signatures
+from graphcore.tasks.mbat.baselines import keypath_tfidf_gram, keypath_tokens, minhash_gram, minhash_signatures
 
 
 def test_keypath_tokens():

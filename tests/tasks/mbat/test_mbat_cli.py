@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import DATA_DIR
-from tasks.mbat.cli import main
-from tasks.mbat.data import JsonVectorDataModule
-from tasks.mbat.module import VectorClassifier
+from graphcore.datasets import DATA_DIR
+from graphcore.tasks.mbat.cli import main
+from graphcore.tasks.mbat.data import JsonVectorDataModule
+from graphcore.tasks.mbat.module import VectorClassifier
 
 CORPUS = str(DATA_DIR / "countries.jsonl.gz")
 

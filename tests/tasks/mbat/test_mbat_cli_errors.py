@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from datasets import DATA_DIR
-from tasks.cli_errors import UsageError
-from tasks.mbat.cli import main
+from graphcore.datasets import DATA_DIR
+from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.mbat.cli import main
 
 CORPUS = str(DATA_DIR / "countries.jsonl.gz")
 

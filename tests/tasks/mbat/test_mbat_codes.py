@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.mbat.codes import (KeyScale, NumberCode, NumberScaler, SparseCodebook, TokenIdf, normalise_key,
+from graphcore.tasks.mbat.codes import (KeyScale, NumberCode, NumberScaler, SparseCodebook, TokenIdf, normalise_key,
                               normalise_string, soft_string_weights, string_tokens)
-from tasks.mbat.paths import format_path, parse_path, pattern
-from tasks.mbat.seeding import stable_digest, stable_seed
+from graphcore.tasks.mbat.paths import format_path, parse_path, pattern
+from graphcore.tasks.mbat.seeding import stable_digest, stable_seed
 
 
 def test_normalisation_policy():

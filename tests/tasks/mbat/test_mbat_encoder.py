@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.mbat.encoder import JsonEncoder, JsonInputError, walk
-from tasks.mbat.vsa import cosine
+from graphcore.tasks.mbat.encoder import JsonEncoder, JsonInputError, walk
+from graphcore.tasks.mbat.vsa import cosine
 
 REPO = Path(__file__).resolve().parents[3]
 D = 2048

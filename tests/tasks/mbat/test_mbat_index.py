@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.mbat.index import ExactIndex, FaissIndex, load_vectors, precision_at_k, save_vectors
+from graphcore.tasks.mbat.index import ExactIndex, FaissIndex, load_vectors, precision_at_k, save_vectors
 
 
 def test_exact_topk_matches_brute_force():

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from tasks.mbat.orthogonal import (FAMILIES, DenseHaar, Identity, RandomisedHadamard, SignedPermutation, fwht,
+from graphcore.tasks.mbat.orthogonal import (FAMILIES, DenseHaar, Identity, RandomisedHadamard, SignedPermutation, fwht,
                                    random_orthogonal)
-from tasks.mbat.seeding import generator
-from tasks.mbat.vsa import bind, bundle, cosine, cosine_matrix, normalise, unbind
+from graphcore.tasks.mbat.seeding import generator
+from graphcore.tasks.mbat.vsa import bind, bundle, cosine, cosine_matrix, normalise, unbind
 
 D = 128
 

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import DATA_DIR
-from datasets.json_corpora import MASKS, iter_records
-from tasks.mbat.capacity import capacity_curves, plot, recall
-from tasks.mbat.encoder import JsonEncoder
-from tasks.mbat.query import ItemMemory, QueryError, contains, noise_threshold, query
+from graphcore.datasets import DATA_DIR
+from graphcore.datasets.json_corpora import MASKS, iter_records
+from graphcore.tasks.mbat.capacity import capacity_curves, plot, recall
+from graphcore.tasks.mbat.encoder import JsonEncoder
+from graphcore.tasks.mbat.query import ItemMemory, QueryError, contains, noise_threshold, query
 
 
 def _corpus(n=40, seed=0):

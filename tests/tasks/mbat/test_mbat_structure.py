@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from datasets import DATA_DIR
-from datasets.json_corpora import iter_records
-from tasks.mbat.encoder import EncoderConfigError, JsonEncoder, JsonInputError, structure_balance, walk
-from tasks.mbat.query import ItemMemory, query
-from tasks.mbat.structure import leaf_type, structure_tokens
+from graphcore.datasets import DATA_DIR
+from graphcore.datasets.json_corpora import iter_records
+from graphcore.tasks.mbat.encoder import EncoderConfigError, JsonEncoder, JsonInputError, structure_balance, walk
+from graphcore.tasks.mbat.query import ItemMemory, query
+from graphcore.tasks.mbat.structure import leaf_type, structure_tokens
 
 
 def tokens(doc, arrays=True):

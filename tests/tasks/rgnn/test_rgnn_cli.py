@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from tasks.rgnn.cli import CONFIG_DIR, expand_shorthands, main
-from tasks.rgnn.module import RGNNClassifier
+from graphcore.tasks.rgnn.cli import CONFIG_DIR, expand_shorthands, main
+from graphcore.tasks.rgnn.module import RGNNClassifier
 
 pytestmark = pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from codegen.errors import GraphError
-from tasks.rgnn.data import RGNNDataModule, stratified_split
+from graphcore.codegen.errors import GraphError
+from graphcore.tasks.rgnn.data import RGNNDataModule, stratified_split
 
 
 def test_stratified_split_is_disjoint_per_class_and_seeded():

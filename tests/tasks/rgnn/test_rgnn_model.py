@@ -4,7 +4,7 @@ import torch
 
 from graphcore.graph import HeteroGraph
 from graphcore.testing import random_heterograph
-from tasks.rgnn.model import RGNN, TypedInput
+from graphcore.tasks.rgnn.model import RGNN, TypedInput
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 

@@ -2,8 +2,8 @@
 import lightning as L
 import pytest
 
-from tasks.rgnn.data import RGNNDataModule
-from tasks.rgnn.module import RGNNClassifier
+from graphcore.tasks.rgnn.data import RGNNDataModule
+from graphcore.tasks.rgnn.module import RGNNClassifier
 
 pytestmark = pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`")
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.tables import TableError, load_pairs, load_tables
-from tasks.tabsim.cli import cli_main, tools_main
-from tasks.tabsim.data import TabSimDataModule, split_pairs
-from tasks.tabsim.metrics import binary_metrics
-from tasks.tabsim.model import Calibration
-from tasks.tabsim.module import TabSimModule
-from tasks.tabsim.scorer import PRETRAINED, Scorer
+from graphcore.datasets.tables import TableError, load_pairs, load_tables
+from graphcore.tasks.tabsim.cli import cli_main, tools_main
+from graphcore.tasks.tabsim.data import TabSimDataModule, split_pairs
+from graphcore.tasks.tabsim.metrics import binary_metrics
+from graphcore.tasks.tabsim.model import Calibration
+from graphcore.tasks.tabsim.module import TabSimModule
+from graphcore.tasks.tabsim.scorer import PRETRAINED, Scorer
 
 TINY = ["--data.vocab_size=500", "--data.n_buckets=256", "--model.dim=16", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false"]
@@ -192,7 +192,7 @@ def test_search_options_are_checked_before_any_work(tmp_path, capsys, monkeypatc
     def no_work(*args, **kwargs):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr("tasks.tabsim.cli.Scorer.load", no_work)
+    monkeypatch.setattr("graphcore.tasks.tabsim.cli.Scorer.load", no_work)
     q = tmp_path / "q.csv"
     q.write_text("Gene,Dose\nIL6,5\n")
     assert _error(capsys, ["search", "--query", str(q), "-k", "0"]) == \
@@ -200,7 +200,7 @@ def test_search_options_are_checked_before_any_work(tmp_path, capsys, monkeypatc
     assert _error(capsys, ["search", "--query", str(q), "-k", "5", "--shortlist", "3"]).startswith(
         "error: --shortlist (3) must be >= -k (5)")
     assert _error(capsys, ["score", str(q), str(q), "--header-rows", "-1"]) == "error: --header-rows must be >= 0, got -1"
-    monkeypatch.setattr("tasks.tabsim.cli.BUNDLED_TABLES", tmp_path / "pmc_tables.jsonl.gz")  # as in the wheel
+    monkeypatch.setattr("graphcore.tasks.tabsim.cli.BUNDLED_TABLES", tmp_path / "pmc_tables.jsonl.gz")  # as in the wheel
     assert _error(capsys, ["search", "--query", str(q)]).endswith("pass the tables to search with --corpus TABLES.jsonl")
 
 
@@ -221,7 +221,7 @@ def test_bad_table_files_are_one_line_errors(tmp_path, capsys):
 
 
 def test_fit_without_the_bundled_corpus_says_what_to_pass(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("tasks.tabsim.data.BUNDLED_TABLES", tmp_path / "pmc_tables.jsonl.gz")
+    monkeypatch.setattr("graphcore.tasks.tabsim.data.BUNDLED_TABLES", tmp_path / "pmc_tables.jsonl.gz")
     with pytest.raises(SystemExit) as done:
         cli_main(["fit", "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path}", *TINY])
     assert done.value.code == 2

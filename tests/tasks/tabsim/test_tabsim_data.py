@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from tasks.tabsim.data import TabSimDataModule, split_pairs
-from tasks.tabsim.module import TabSimModule
+from graphcore.tasks.tabsim.data import TabSimDataModule, split_pairs
+from graphcore.tasks.tabsim.module import TabSimModule
 
 
 @pytest.fixture(scope="module")

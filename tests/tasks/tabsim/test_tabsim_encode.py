@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from datasets.tables import Table
-from tasks.tabsim.encode import (PAD, UNK, TableBatch, TableEncoder, TableSizeWarning, collate_chunks, is_numeric,
+from graphcore.datasets.tables import Table
+from graphcore.tasks.tabsim.encode import (PAD, UNK, TableBatch, TableEncoder, TableSizeWarning, collate_chunks, is_numeric,
                                  size_order, structure_features)
 
 

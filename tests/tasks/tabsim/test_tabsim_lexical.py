@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from datasets.tables import Table, load_pairs, load_tables, strubert_folds
-from tasks.tabsim.lexical import LexicalModel, cosine, jaccard, words
-from tasks.tabsim.metrics import best_threshold, binary_metrics, ranking_metrics
+from graphcore.datasets.tables import Table, load_pairs, load_tables, strubert_folds
+from graphcore.tasks.tabsim.lexical import LexicalModel, cosine, jaccard, words
+from graphcore.tasks.tabsim.metrics import best_threshold, binary_metrics, ranking_metrics
 
 
 def test_words_and_set_measures():

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from datasets.tables import load_tables
-from tasks.tabsim.data import make_pair_batch
-from tasks.tabsim.encode import TableEncoder, collate_chunks
-from tasks.tabsim.model import AxialAttention, Calibration, MonotoneHead, TabSimNet
+from graphcore.datasets.tables import load_tables
+from graphcore.tasks.tabsim.data import make_pair_batch
+from graphcore.tasks.tabsim.encode import TableEncoder, collate_chunks
+from graphcore.tasks.tabsim.model import AxialAttention, Calibration, MonotoneHead, TabSimNet
 
 
 @pytest.fixture(scope="module")

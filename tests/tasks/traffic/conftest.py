@@ -1,7 +1,7 @@
 """Fixtures shared by the traffic tests."""
 import pytest
 
-from tasks.traffic.data import TrafficDataModule
+from graphcore.tasks.traffic.data import TrafficDataModule
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tasks.traffic.adjacency import ADJACENCY_MODES, VirtualNodeAdjacency, check_mode, transition_matrices
+from graphcore.tasks.traffic.adjacency import ADJACENCY_MODES, VirtualNodeAdjacency, check_mode, transition_matrices
 
 N, NV = 6, 3
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.traffic import LOS_LOOP
-from tasks.traffic.cli import main
-from tasks.traffic.module import TrafficForecaster, forecast, load_trained
+from graphcore.datasets.traffic import LOS_LOOP
+from graphcore.tasks.traffic.cli import main
+from graphcore.tasks.traffic.module import TrafficForecaster, forecast, load_trained
 
 TINY = ["--model.hidden_channels=8", "--model.graph_channels=4", "--model.n_virtual=2",
         "--data.batch_size=16", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.traffic import LOS_LOOP
-from tasks.traffic.baselines import floor_errors
-from tasks.traffic.data import TrafficDataModule
+from graphcore.datasets.traffic import LOS_LOOP
+from graphcore.tasks.traffic.baselines import floor_errors
+from graphcore.tasks.traffic.data import TrafficDataModule
 
 
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tasks.traffic.metrics import MaskedHorizonErrors, horizon_report, masked_mae_loss
+from graphcore.tasks.traffic.metrics import MaskedHorizonErrors, horizon_report, masked_mae_loss
 
 
 def test_zeros_in_the_target_are_ignored():

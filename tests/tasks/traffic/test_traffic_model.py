@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.traffic.model import DiffusionConv, SeasonalBase, TemporalGLU, VirtualNodeSTGCN
-from tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop
+from graphcore.tasks.traffic.model import DiffusionConv, SeasonalBase, TemporalGLU, VirtualNodeSTGCN
+from graphcore.tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop
 
 N = 8
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.traffic import TrafficSeries, split_windows
-from tasks.traffic.baselines import (anomaly_decay, daily_profile, fit_seasonal_prior, floor_errors,
+from graphcore.datasets.traffic import TrafficSeries, split_windows
+from graphcore.tasks.traffic.baselines import (anomaly_decay, daily_profile, fit_seasonal_prior, floor_errors,
                                      seasonal_forecast, slots_of_day, training_bounds)
-from tasks.traffic.model import SeasonalBase
-from tasks.traffic.module import TrafficForecaster
+from graphcore.tasks.traffic.model import SeasonalBase
+from graphcore.tasks.traffic.module import TrafficForecaster
 
 START = np.datetime64("2012-03-01T00:00:00")          # a Thursday
 
