@@ -6,7 +6,8 @@ r"""Command line: ``python -m tasks.mbat {encode,search,query,fit} --help``.
   (``vecs.npy.ids.json``) and the encoder (``vecs.npy.encoder.json``).
 * ``search vecs.npy --id ID`` (or ``--json DOC``): top-k neighbours, exact or faiss.
 * ``query vecs.npy --id ID --path a.b[0].c``: read a field back from a stored vector.
-* ``fit``: train :class:`~tasks.mbat.module.VectorClassifier` with LightningCLI.
+* ``fit | validate | test | predict``: :class:`~tasks.mbat.module.VectorClassifier` with LightningCLI
+  (the best and the final checkpoint kept; ``predict`` writes ``id, label, pred, prob_*`` rows).
 
 Every subcommand runs under the tasks' error policy (:mod:`tasks.cli_errors`): a bad input
 file, option or document prints one line, ``error: <what>, <where> (file:line for JSONL);
@@ -26,6 +27,7 @@ import torch
 from lightning.pytorch.cli import LightningCLI
 
 from graphcore.datasets.json_corpora import CORPORA, MASKS, corpus_path, count_records, iter_records, strict_loads
+from graphcore.tasks.checkpoints import add_checkpoint_arguments, checkpoint_defaults, checkpoint_summary
 from graphcore.tasks.cli_errors import UsageError, run_cli
 from graphcore.tasks.mbat.encoder import JsonEncoder, JsonInputError, walk
 from graphcore.tasks.mbat.index import ExactIndex, FaissIndex, VectorFileError, ids_path, load_vectors
@@ -33,6 +35,7 @@ from graphcore.tasks.mbat.module import VectorClassifier
 from graphcore.tasks.mbat.orthogonal import FAMILIES
 from graphcore.tasks.mbat.query import ItemMemory, query
 from graphcore.tasks.mbat.data import JsonVectorDataModule
+from graphcore.tasks.predictions import add_prediction_arguments
 
 
 def _encoder_path(vectors: str | Path) -> Path:
@@ -150,10 +153,24 @@ def query_cmd(args: argparse.Namespace) -> None:
                 print(f"    {json.dumps(value, ensure_ascii=False)}  (cos {score:.3f})")
 
 
+CHECKPOINT_DEFAULTS = checkpoint_defaults("val_acc", "max", "epoch{epoch:02d}-val_acc{val_acc:.3f}")
+
+
 class _CLI(LightningCLI):
+    """LightningCLI with the vector size linked, the shared checkpoints and prediction writer."""
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.dim", "model.in_dim")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        add_checkpoint_arguments(parser, CHECKPOINT_DEFAULTS)
+        add_prediction_arguments(parser)
+
+    def after_fit(self) -> None:
+        for line in checkpoint_summary(self.trainer):
+            print(line)
+
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def fit(argv: Sequence[str]) -> None:
@@ -174,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    if argv and argv[0] in ("fit", "validate", "test"):
+    if argv and argv[0] in LIGHTNING_COMMANDS:
         return fit(argv)
     ap = argparse.ArgumentParser(prog="python -m tasks.mbat", description="JSON embeddings with orthogonal MBAT binding.",
-                                 epilog="`fit`, `validate` and `test` are LightningCLI subcommands: see "
-                                        "`python -m tasks.mbat fit --help`.")
+                                 epilog="`fit`, `validate`, `test` and `predict` are LightningCLI subcommands: "
+                                        "see `python -m tasks.mbat fit --help`.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     sub.add_parser("fit", help="train a classifier on the vectors (LightningCLI: `fit --help`)", add_help=False)

@@ -65,18 +65,20 @@ class JsonVectorDataModule(L.LightningDataModule):
         index = {c: i for i, c in enumerate(self.classes)}
         encoder = JsonEncoder(dim=hp.dim, seed=hp.seed, family=hp.family)
         encoder.fit(r.record for r in iter_records(self.path, self.mask, hp.limit))
-        vecs, ys = [], []
+        vecs, ys, ids = [], [], []
         records = iter_records(self.path, self.mask, hp.limit)
         for batch in _batched(records, 256):
             keep = [r for r in batch if hash_label(r.labels.get(hp.label)) in index]
             if keep:
                 vecs.append(encoder.encode_batch([r.record for r in keep]))
                 ys.extend(index[hash_label(r.labels[hp.label])] for r in keep)
+                ids.extend(r.id for r in keep)
         x, y = torch.cat(vecs), torch.tensor(ys)
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(hp.seed))
         n_val, n_test = int(len(y) * hp.val_fraction), int(len(y) * hp.test_fraction)
         parts = perm[:n_val], perm[n_val : n_val + n_test], perm[n_val + n_test :]
         self.val_set, self.test_set, self.train_set = (TensorDataset(x[p], y[p]) for p in parts)
+        self.test_ids = [ids[i] for i in parts[1].tolist()]  # record ids of the test rows, in order
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True)
@@ -86,6 +88,11 @@ class JsonVectorDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.hparams.batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split, in :attr:`test_ids` order, with each row's position for its id."""
+        x, y = self.test_set.tensors
+        return DataLoader(TensorDataset(x, y, torch.arange(len(y))), batch_size=self.hparams.batch_size)
 
 
 def _batched(items, size: int):

@@ -58,5 +58,14 @@ class VectorClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._common_step(batch, "test")
 
+    def predict_step(self, batch, batch_idx) -> dict:
+        """One row per test record: its ``id``, true ``label`` and predicted class ``pred`` (as
+        label strings), and the class probabilities ``prob`` ``[B, C]``."""
+        x, y, rows = batch
+        data = self.trainer.datamodule
+        prob = self(x).softmax(-1)
+        return {"id": [data.test_ids[i] for i in rows.tolist()], "label": [data.classes[i] for i in y.tolist()],
+                "pred": [data.classes[i] for i in prob.argmax(-1).tolist()], "prob": prob}
+
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -110,3 +110,34 @@ def test_datamodule_and_classifier_learn():
         JsonVectorDataModule(corpus=CORPUS, val_fraction=0.6, test_fraction=0.5)
     with pytest.raises(ValueError, match="num_classes >= 2"):
         VectorClassifier(num_classes=1)
+
+
+def test_fit_keeps_the_final_model_and_predict_writes_the_test_rows(tmp_path, monkeypatch, capsys):
+    """last.ckpt is the final epoch even when the best came first; predict writes one row per test
+    record with its id, and probabilities equal the checkpoint's model."""
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--data.limit", "120", "--data.dim", "256", "--trainer.accelerator", "cpu",
+              "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(tmp_path)]
+    main(["fit", *common, "--trainer.max_epochs", "3", "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+          "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min"])  # epoch 0 is the "best"
+    out = capsys.readouterr().out
+    assert "best checkpoint:" in out and "last checkpoint:" in out and "(final model, step" in out
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2
+    main(["predict", *common, "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt"),
+          "--predictions.path", str(tmp_path / "pred.csv")])
+    rows = list(csv.DictReader((tmp_path / "pred.csv").open()))
+    dm = JsonVectorDataModule(corpus="countries", dim=256, limit=120)  # the CLI's defaults (label mask included)
+    dm.setup("predict")
+    assert [r["id"] for r in rows] == dm.test_ids and len(rows) == len(dm.test_set)
+    model = VectorClassifier.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt", map_location="cpu")
+    model.eval()
+    with torch.no_grad():
+        prob = model(dm.test_set.tensors[0]).softmax(-1)
+    got = torch.tensor([[float(r[f"prob_{c}"]) for c in range(prob.size(1))] for r in rows])
+    torch.testing.assert_close(got, prob, rtol=1e-5, atol=1e-6)
+    assert [r["pred"] for r in rows] == [dm.classes[i] for i in prob.argmax(-1).tolist()]
+    assert [r["label"] for r in rows] == [dm.classes[i] for i in dm.test_set.tensors[1].tolist()]
