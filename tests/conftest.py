@@ -15,3 +15,22 @@ def fp64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(torch.float32)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty native build cache, nothing loaded, and a list of every compiler run:
+    ``(cache root, calls)``."""
+    from graphcore.codegen.runtime import build, load
+
+    monkeypatch.setenv("GRAPHCORE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(load, "_LOADED", {})
+    calls = []
+    real = build.compile_shared
+
+    def counting(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(build, "compile_shared", counting)
+    return tmp_path / "cache", calls

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import graphcore as gc
-from graphcore.codegen.runtime import build, load
 from graphcore.testing import layer_zoo, random_heterograph
 
 SCHEMA = [("a", "r0", "b"), ("b", "r1", "a"), ("a", "r2", "a"), ("b", "r3", "b")]
@@ -18,19 +17,9 @@ def _fp64(fp64):
 
 
 @pytest.fixture
-def builds(tmp_path, monkeypatch):
-    """Count native compiler runs, with an empty build cache."""
-    monkeypatch.setenv("GRAPHCORE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(load, "_LOADED", {})
-    calls = []
-    real = build.compile_shared
-
-    def counting(*args):
-        calls.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(build, "compile_shared", counting)
-    return calls
+def builds(fresh_cache):
+    """Native compiler runs, counted from an empty build cache."""
+    return fresh_cache[1]
 
 
 def subgraph(g: gc.HeteroGraph, fraction: float, seed: int) -> gc.HeteroGraph:

@@ -91,21 +91,6 @@ def test_one_and_two_threads_give_identical_results():
         assert torch.equal(a, b)
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHCORE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(load, "_LOADED", {})
-    calls = []
-    real = build.compile_shared
-
-    def counting(*args):
-        calls.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(build, "compile_shared", counting)
-    return tmp_path / "cache", calls
-
-
 def test_second_compile_hits_the_cache(fresh_cache):
     root, calls = fresh_cache
     g = GRAPHS["dense"]
