@@ -20,16 +20,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from graphcore import ops
 from graphcore.codegen import backends
-from graphcore.codegen.errors import CompileError, GraphError
-from graphcore.codegen.passes.context import GraphStats
 from graphcore.codegen.driver.plan import Plan, build_plan
-from graphcore.codegen.passes.registry import resolve_passes
 from graphcore.codegen.driver.runner import PlanRunner
+from graphcore.codegen.errors import CompileError, GraphError
+from graphcore.codegen.ir.program import Program
+from graphcore.codegen.passes.context import GraphStats
+from graphcore.codegen.passes.registry import resolve_passes
 from graphcore.codegen.runtime.workspace import WorkspacePool
 from graphcore.graph import HeteroGraph
-from graphcore.codegen.ir.program import Program
-from graphcore import ops
 from graphcore.trace import EDGE_INPUT_PREFIX, trace
 
 
@@ -39,7 +39,7 @@ class CompiledMixin:
     _graphcore_original: nn.Module
     _graphcore_options: dict[str, Any]
     _graphcore_plans: dict[tuple, PlanRunner]
-    _graphcore_last: tuple[HeteroGraph, Plan] | None
+    _graphcore_last: Plan | None  # the plan of the latest call (not its graph: that may be large)
     _graphcore_eager: bool
 
     def forward(self, g: HeteroGraph, *inputs: Tensor):
@@ -106,7 +106,7 @@ class CompiledMixin:
             if dump is not None and source is not None:
                 (dump / ("module.cu" if backend == "cuda" else "module.cpp")).write_text(source)
         runner = plans[key]
-        self._graphcore_last = (g, runner.plan)
+        self._graphcore_last = runner.plan
         return runner
 
     def __reduce_ex__(self, protocol):
@@ -120,7 +120,7 @@ class CompiledMixin:
         if self._graphcore_last is None:
             text = "not compiled yet: call the model on a graph first"
         else:
-            text = explain_plan(self._graphcore_last[1])
+            text = explain_plan(self._graphcore_last)
         print(text, file=file)
         return text
 

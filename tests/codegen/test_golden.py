@@ -42,7 +42,7 @@ def render(layer: str) -> dict[str, str]:
         compiled(GRAPH, x).sum().backward()
         (folder,) = Path(tmp).iterdir()
         files = {p.name: p.read_text() for p in sorted(folder.iterdir())}
-    plan = compiled._graphcore_last[1]
+    plan = compiled._graphcore_last
     programs = {"forward": plan.forward, "backward": plan.backward}
     files["module.cpp"] = cpu_source(programs)[0]
     files["module.cu"] = cuda_source(programs)[0]
