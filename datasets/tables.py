@@ -38,6 +38,7 @@ import numpy as np
 
 from graphcore.codegen.errors import GraphError
 from graphcore.datasets import DATA_DIR
+from graphcore.datasets.text import undecodable_at
 
 __all__ = [
     "BUNDLED_PAIRS", "BUNDLED_TABLES", "Table", "TableError", "TablePair", "grouped_kfold",
@@ -155,9 +156,8 @@ def _read_text(path: Path, encoding: str, errors: str, missing_hint: str = "") -
     try:
         return data.decode(encoding, errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
         raise TableError(
-            f"{path}, line {line}: byte 0x{e.object[e.start]:02x} at offset {e.start} is not valid {encoding}. "
+            f"{undecodable_at(path, data, e)} is not valid {encoding}. "
             "Pass errors='replace' (CLI: --errors replace) to substitute U+FFFD, or the file's "
             "real encoding (e.g. encoding='latin-1', CLI: --encoding latin-1).") from e
     except LookupError as e:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from graphcore.codegen.errors import GraphError
 from graphcore.datasets import DATA_DIR
+from graphcore.datasets.text import undecodable_at
 
 LOS_LOOP = DATA_DIR / "los_loop.npz"
 """Los-loop (T-GCN): the first week of METR-LA, 207 sensors at 5 minutes, bundled."""
@@ -373,9 +374,8 @@ def read_text(path: str | Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise GraphError(f"{path}, line {line}: byte 0x{data[err.start]:02x} at offset {err.start} is not valid "
-                         "UTF-8; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise GraphError(f"{undecodable_at(path, data, err)} is not valid UTF-8; save the file as UTF-8 "
+                         "(e.g. iconv -f latin1 -t utf-8)") from None
 
 
 _PANDAS_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
