@@ -194,9 +194,13 @@ def npz_for(spec: str, scratch: Path) -> str | None:
 
 def graph_specs(args) -> list[str]:
     from graphcore.datasets.hetero import resolve
+    from graphcore.datasets.synthetic import parse_name
 
     specs = []
     for name in args.graphs:
+        if parse_name(name) is not None:  # a synthetic graph: <schema>[:<scale>], e.g. mag_like:0.1
+            specs.append(f"npz:{name}")
+            continue
         try:
             resolve(name)
             specs.append(f"npz:{name}")
@@ -209,7 +213,11 @@ def graph_specs(args) -> list[str]:
 
 
 def label(spec: str) -> str:
+    from graphcore.datasets.synthetic import parse_name
+
     kind, _, rest = spec.partition(":")
+    if kind == "npz" and parse_name(rest) is not None:
+        return rest
     return Path(rest.split(":")[-1]).name.removesuffix(".npz") + (" (ogb raw)" if kind == "ogbraw" else "")
 
 
@@ -273,7 +281,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--graphs", nargs="+", default=list(GRAPHS), help="graph names or .npz paths")
+    parser.add_argument("--graphs", nargs="+", default=list(GRAPHS),
+                        help="graph names, .npz paths, or synthetic graphs <schema>:<scale> (mag_like:0.1)")
     parser.add_argument("--ogb-raw", nargs="*", default=[], help="folders in OGB's raw heterograph layout")
     parser.add_argument("--ogb-root", help="root of downloaded OGB datasets (read with ogb's loader)")
     parser.add_argument("--ogb-name", default="ogbn-mag")

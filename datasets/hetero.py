@@ -18,6 +18,7 @@ from torch import Tensor
 
 from graphcore.codegen.errors import GraphError
 from graphcore.datasets import DATA_DIR
+from graphcore.datasets.synthetic import parse_name, synthetic_graph
 from graphcore.graph import HeteroGraph
 from graphcore.io import from_ogb, graph_from_npz
 
@@ -74,11 +75,16 @@ def _tensor(z, key: str) -> Tensor | None:
 
 
 def load(name_or_path: str | os.PathLike) -> HeteroDataset:
-    """Load a dataset by bundled name (``"aifb"``, ``"mutag"``), shared name, or path.
+    """Load a dataset by bundled name (``"aifb"``, ``"mutag"``), shared name, synthetic name, or path.
 
     A path may be a ``.npz`` file of graphcore's format or an OGB heterograph folder
-    (``raw/`` + ``split/``), read with ``ogb``'s own readers.
+    (``raw/`` + ``split/``), read with ``ogb``'s own readers. A synthetic name is
+    ``<schema>[:<scale>]`` of :mod:`datasets.synthetic` (``"mag_like:0.1"``: ogbn-mag's schema and
+    a tenth of its counts).
     """
+    synthetic = parse_name(str(name_or_path))
+    if synthetic is not None:
+        return load_synthetic(*synthetic)
     path = resolve(name_or_path)
     if path.is_dir():
         return load_ogb(path)
@@ -95,6 +101,21 @@ def load(name_or_path: str | os.PathLike) -> HeteroDataset:
         return HeteroDataset(name=path.stem, graph=graph, target=target, labels=labels,
                              train_idx=_tensor(z, "train_idx"), valid_idx=_tensor(z, "valid_idx"),
                              test_idx=_tensor(z, "test_idx"), splits=splits, meta=meta)
+
+
+def load_synthetic(schema: str = "mag_like", scale: float = 1.0, seed: int = 0) -> HeteroDataset:
+    """A synthetic graph (:func:`datasets.synthetic.synthetic_graph`) with random labels on its
+    target type and a random 80/10/10 split, all reproducible from ``seed``."""
+    graph, spec = synthetic_graph(schema, scale, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    n = graph.num_nodes(spec.target)
+    labels = torch.randint(spec.num_classes, (n,), generator=generator)
+    order = torch.randperm(n, generator=generator)
+    n_train, n_valid = int(0.8 * n), int(0.1 * n)
+    return HeteroDataset(name=f"{schema}:{scale:g}", graph=graph, target=spec.target, labels=labels,
+                         train_idx=order[:n_train], valid_idx=order[n_train:n_train + n_valid],
+                         test_idx=order[n_train + n_valid:],
+                         meta={"synthetic": {"schema": schema, "scale": scale, "seed": seed}})
 
 
 def load_ogb(root: str | os.PathLike, split: str | None = None) -> HeteroDataset:
