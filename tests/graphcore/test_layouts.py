@@ -82,3 +82,19 @@ def test_layout_implements_the_compilers_graph_layout_protocol_completely():
         assert ptr.numel() == rows[types] + 1 and int(ptr[-1]) == rows[domain], ptr_name
     for name, (domain, _) in GRAPH_CONSTANTS.items():
         assert L.constant(name).dtype == torch.float64 and L.constant(name).numel() == rows[domain], name
+
+
+def test_group_csr_equals_a_stable_sort_for_every_index_map():
+    """Sorted index vectors (udst_inv, etype) skip the sort; the groups are the same either way."""
+    from graphcore.codegen.ir.values import INDEX_MAPS
+    from graphcore.layouts import segment_ptr
+
+    for g in edge_case_graphs().values():
+        L = g.layout
+        for name, m in INDEX_MAPS.items():
+            index = L.index(name)
+            groups = L.rows(m.source)
+            ptr, members = L.group_csr(name, groups)
+            order = torch.sort(index, stable=True).indices
+            assert torch.equal(members, order), name
+            assert torch.equal(ptr, segment_ptr(index[order], groups)), name
