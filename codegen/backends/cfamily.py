@@ -143,6 +143,11 @@ class CFamilyPrinter:
         items = [f"{a}[{self._broadcast_index(a_shape, shape, loop_vars)}]" for a, a_shape in args]
         w.line(f"  {self.assign(f'{out}[{flat}]', op, expr(*items))}")
 
+    def member_loop_barrier(self) -> str:
+        """A statement at the top of every member loop that keeps the compiler from vectorising
+        across members (empty where a dialect needs none)."""
+        return ""
+
     def simd(self, clause: str = "") -> str:
         """The vectorisation hint before an innermost loop (empty where a dialect has none)."""
         return f"#pragma omp simd {clause}".rstrip()
@@ -243,6 +248,8 @@ class CFamilyPrinter:
             if isinstance(s, Loop):
                 inner = _Scope(dict(scope.shapes))
                 with w.block(f"for (int64_t p = {group_ptr}[{base}]; p < {group_ptr}[{base} + 1]; ++p)"):
+                    if self.member_loop_barrier():
+                        w.line(self.member_loop_barrier())
                     w.line(f"const int64_t m = {group_perm}[p];" if group_perm else "const int64_t m = p;")
                     self.body(w, s.body, inner, base, group_ptr, group_perm)
             else:

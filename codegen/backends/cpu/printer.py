@@ -27,6 +27,13 @@ class CpuPrinter(CFamilyPrinter):
         w.line('#include "prelude.h"')
         w.blank()
 
+    def member_loop_barrier(self) -> str:
+        # GCC otherwise vectorises the loop over a group's members, gathering one element of each
+        # member row per lane (vgatherqps), after fully unrolling the short row loop inside: an
+        # empty asm keeps that loop scalar and the row loops vectorised (mag_like:0.01 RGCN
+        # aggregation 33 -> 13 ms a call)
+        return 'asm volatile("");'
+
     def signature(self, name: str) -> str:
         return f"static void {name}(void* const* B, const int64_t* const* I, const int64_t* rows)"
 

@@ -250,6 +250,7 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     real acc9[3];
     for (int64_t j = 0; j < 3; ++j) acc9[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
@@ -276,6 +277,7 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     real acc15[6];
     for (int64_t j = 0; j < 6; ++j) acc15[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
@@ -638,6 +640,7 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
     real acc10[3];
     for (int64_t j = 0; j < 3; ++j) acc10[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x4 = v56 + (int64_t)(ix_dst[m]) * 6;
       const real* x5 = v45 + (int64_t)(ix_usrc_inv[m]) * 6;
@@ -657,6 +660,7 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
       for (int64_t j = 0; j < 3; ++j) acc10[j] += t9[j];
     }
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
@@ -724,6 +728,7 @@ static void backward_k6_aggregate(void* const* B, const int64_t* const* I, const
     real acc2[3];
     for (int64_t j = 0; j < 3; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_etype[p];
       const real* x1 = v70 + (int64_t)(m) * 3;
       #pragma omp simd
@@ -746,6 +751,7 @@ static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_inv[p];
       const real* x1 = v73 + (int64_t)(m) * 6;
       #pragma omp simd
@@ -833,6 +839,7 @@ static void backward_k9_typed_linear_aggregate_scatter(void* const* B, const int
     real acc[6];
     for (int64_t j = 0; j < 6; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_node[p];
       const real* x = v77_rows + (int64_t)(m) * 6;
       #pragma omp simd
@@ -857,6 +864,7 @@ static void backward_k10_gather_ewise_aggregate(void* const* B, const int64_t* c
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_inv[p];
       const real* x1 = v56 + (int64_t)(ix_dst[m]) * 6;
       const real* x2 = v32 + (int64_t)(m) * 3;
@@ -954,6 +962,7 @@ static void backward_k12_typed_linear_aggregate_scatter(void* const* B, const in
     real acc[6];
     for (int64_t j = 0; j < 6; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_usrc_node[i]; p < gp_usrc_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_node[p];
       const real* x = v81_rows + (int64_t)(m) * 6;
       #pragma omp simd
@@ -976,6 +985,7 @@ static void backward_k13_aggregate_reshape(void* const* B, const int64_t* const*
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_src[p];
       const real* x1 = v72 + (int64_t)(m) * 6;
       #pragma omp simd
@@ -1013,6 +1023,7 @@ static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const*
     real acc10[6];
     for (int64_t j = 0; j < 6; ++j) acc10[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_ntype[p];
       const real* x1 = v50 + (int64_t)(m) * 6;
       const real* x3 = v81 + (int64_t)(m) * 6;

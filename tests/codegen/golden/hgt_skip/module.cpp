@@ -250,6 +250,7 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     real acc9[2];
     for (int64_t j = 0; j < 2; ++j) acc9[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
@@ -276,6 +277,7 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     real acc15[6];
     for (int64_t j = 0; j < 6; ++j) acc15[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
@@ -464,6 +466,7 @@ static void backward_k0_gather_ewise_unary_sum_to_aggregate(void* const* B, cons
     real acc21[6];
     for (int64_t j = 0; j < 6; ++j) acc21[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_ntype[p];
       const real* x1 = v38 + (int64_t)(m) * 6;
       const real* x2 = v39 + (int64_t)(ix_ntype[m]) * 6;
@@ -761,6 +764,7 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
     real acc10[2];
     for (int64_t j = 0; j < 2; ++j) acc10[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x4 = v78 + (int64_t)(ix_dst[m]) * 6;
       const real* x5 = v53 + (int64_t)(ix_usrc_inv[m]) * 6;
@@ -780,6 +784,7 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
       for (int64_t j = 0; j < 2; ++j) acc10[j] += t9[j];
     }
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
@@ -847,6 +852,7 @@ static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const
     real acc2[2];
     for (int64_t j = 0; j < 2; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_etype[p];
       const real* x1 = v92 + (int64_t)(m) * 2;
       #pragma omp simd
@@ -869,6 +875,7 @@ static void backward_k8_aggregate(void* const* B, const int64_t* const* I, const
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_inv[p];
       const real* x1 = v95 + (int64_t)(m) * 6;
       #pragma omp simd
@@ -956,6 +963,7 @@ static void backward_k10_typed_linear_aggregate_scatter(void* const* B, const in
     real acc[6];
     for (int64_t j = 0; j < 6; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_node[p];
       const real* x = v99_rows + (int64_t)(m) * 6;
       #pragma omp simd
@@ -980,6 +988,7 @@ static void backward_k11_gather_ewise_aggregate(void* const* B, const int64_t* c
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_inv[p];
       const real* x1 = v78 + (int64_t)(ix_dst[m]) * 6;
       const real* x2 = v32 + (int64_t)(m) * 2;
@@ -1077,6 +1086,7 @@ static void backward_k13_typed_linear_aggregate_scatter(void* const* B, const in
     real acc[6];
     for (int64_t j = 0; j < 6; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_usrc_node[i]; p < gp_usrc_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_node[p];
       const real* x = v103_rows + (int64_t)(m) * 6;
       #pragma omp simd
@@ -1099,6 +1109,7 @@ static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const*
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_src[p];
       const real* x1 = v94 + (int64_t)(m) * 6;
       #pragma omp simd
@@ -1132,6 +1143,7 @@ static void backward_k15_reshape_aggregate(void* const* B, const int64_t* const*
     real acc8[6];
     for (int64_t j = 0; j < 6; ++j) acc8[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_ntype[p];
       const real* x1 = v103 + (int64_t)(m) * 6;
       const real* t2 = x1;

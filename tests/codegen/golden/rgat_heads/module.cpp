@@ -143,6 +143,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
     real acc7[2];
     for (int64_t j = 0; j < 2; ++j) acc7[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 2;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 2;
@@ -162,6 +163,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
     real acc14[6];
     for (int64_t j = 0; j < 6; ++j) acc14[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 2;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 2;
@@ -341,6 +343,7 @@ static void backward_k3_sum_to(void* const* B, const int64_t* const* I, const in
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = all_ptr[i]; p < all_ptr[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = p;
       const real* x1 = v30 + (int64_t)(m) * 6;
       #pragma omp simd
@@ -371,6 +374,7 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
     real acc14[2];
     for (int64_t j = 0; j < 2; ++j) acc14[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x5 = v23 + (int64_t)(ix_usrc_inv[m]) * 6;
       const real* t6 = x5;
@@ -398,6 +402,7 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
       for (int64_t j = 0; j < 6; ++j) (v37 + (int64_t)(m) * 6)[j] = t12[j];
     }
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 2;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 2;
@@ -448,6 +453,7 @@ static void backward_k5_aggregate(void* const* B, const int64_t* const* I, const
     real acc2[2];
     for (int64_t j = 0; j < 2; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_inv[p];
       const real* x1 = v45 + (int64_t)(m) * 2;
       #pragma omp simd
@@ -538,6 +544,7 @@ static void backward_k7_typed_linear_aggregate_scatter(void* const* B, const int
     real acc[6];
     for (int64_t j = 0; j < 6; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_node[p];
       const real* x = v49_rows + (int64_t)(m) * 6;
       #pragma omp simd
@@ -594,6 +601,7 @@ static void backward_k10_aggregate(void* const* B, const int64_t* const* I, cons
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_inv[p];
       const real* x1 = v45 + (int64_t)(m) * 2;
       const real* x3 = v37 + (int64_t)(m) * 6;
@@ -779,6 +787,7 @@ static void backward_k15_typed_linear_aggregate_scatter(void* const* B, const in
     real acc[6];
     for (int64_t j = 0; j < 6; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_usrc_node[i]; p < gp_usrc_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_node[p];
       const real* x = v60_rows + (int64_t)(m) * 6;
       #pragma omp simd

@@ -143,6 +143,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
     real acc7[1];
     for (int64_t j = 0; j < 1; ++j) acc7[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 1;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 1;
@@ -162,6 +163,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
     real acc14[4];
     for (int64_t j = 0; j < 4; ++j) acc14[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 1;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 1;
@@ -340,6 +342,7 @@ static void backward_k3_sum_to(void* const* B, const int64_t* const* I, const in
     real acc2[4];
     for (int64_t j = 0; j < 4; ++j) acc2[j] = (real)0.0;
     for (int64_t p = all_ptr[i]; p < all_ptr[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = p;
       const real* x1 = v30 + (int64_t)(m) * 4;
       #pragma omp simd
@@ -370,6 +373,7 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
     real acc14[1];
     for (int64_t j = 0; j < 1; ++j) acc14[j] = (real)0.0;
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x5 = v23 + (int64_t)(ix_usrc_inv[m]) * 4;
       const real* t6 = x5;
@@ -396,6 +400,7 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
       for (int64_t j = 0; j < 4; ++j) (v37 + (int64_t)(m) * 4)[j] = t12[j];
     }
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_dst[p];
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 1;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 1;
@@ -446,6 +451,7 @@ static void backward_k5_aggregate(void* const* B, const int64_t* const* I, const
     real acc2[1];
     for (int64_t j = 0; j < 1; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_inv[p];
       const real* x1 = v45 + (int64_t)(m) * 1;
       #pragma omp simd
@@ -536,6 +542,7 @@ static void backward_k7_typed_linear_aggregate_scatter(void* const* B, const int
     real acc[5];
     for (int64_t j = 0; j < 5; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_node[p];
       const real* x = v49_rows + (int64_t)(m) * 5;
       #pragma omp simd
@@ -592,6 +599,7 @@ static void backward_k10_aggregate(void* const* B, const int64_t* const* I, cons
     real acc4[4];
     for (int64_t j = 0; j < 4; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_inv[p];
       const real* x1 = v45 + (int64_t)(m) * 1;
       const real* x3 = v37 + (int64_t)(m) * 4;
@@ -777,6 +785,7 @@ static void backward_k15_typed_linear_aggregate_scatter(void* const* B, const in
     real acc[5];
     for (int64_t j = 0; j < 5; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_usrc_node[i]; p < gp_usrc_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_usrc_node[p];
       const real* x = v60_rows + (int64_t)(m) * 5;
       #pragma omp simd

@@ -31,6 +31,7 @@ static void forward_k1_gather_aggregate(void* const* B, const int64_t* const* I,
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_inv[p];
       const real* x1 = v0 + (int64_t)(ix_src[m]) * 6;
       #pragma omp simd
@@ -92,6 +93,7 @@ static void forward_k2_typed_linear_ewise_aggregate_scatter(void* const* B, cons
     real acc[4];
     for (int64_t j = 0; j < 4; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_node[p];
       const real* x = v18_rows + (int64_t)(m) * 4;
       #pragma omp simd
@@ -179,6 +181,7 @@ static void backward_k0_sum_to(void* const* B, const int64_t* const* I, const in
     real acc2[4];
     for (int64_t j = 0; j < 4; ++j) acc2[j] = (real)0.0;
     for (int64_t p = all_ptr[i]; p < all_ptr[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = p;
       const real* x1 = v19 + (int64_t)(m) * 4;
       #pragma omp simd
@@ -314,6 +317,7 @@ static void backward_k5_gather_aggregate(void* const* B, const int64_t* const* I
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_src[p];
       const real* x1 = v27 + (int64_t)(ix_udst_inv[m]) * 6;
       #pragma omp simd

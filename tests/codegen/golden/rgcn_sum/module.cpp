@@ -16,6 +16,7 @@ static void forward_k0_gather_aggregate(void* const* B, const int64_t* const* I,
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_inv[p];
       const real* x1 = v0 + (int64_t)(ix_src[m]) * 6;
       #pragma omp simd
@@ -72,6 +73,7 @@ static void forward_k1_typed_linear_aggregate_scatter(void* const* B, const int6
     real acc[5];
     for (int64_t j = 0; j < 5; ++j) acc[j] = (real)0.0;
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_udst_node[p];
       const real* x = v12_rows + (int64_t)(m) * 5;
       #pragma omp simd
@@ -155,6 +157,7 @@ static void backward_k0_sum_to(void* const* B, const int64_t* const* I, const in
     real acc2[5];
     for (int64_t j = 0; j < 5; ++j) acc2[j] = (real)0.0;
     for (int64_t p = all_ptr[i]; p < all_ptr[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = p;
       const real* x1 = v13 + (int64_t)(m) * 5;
       #pragma omp simd
@@ -273,6 +276,7 @@ static void backward_k4_gather_aggregate(void* const* B, const int64_t* const* I
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
+      asm volatile("");
       const int64_t m = gm_src[p];
       const real* x1 = v18 + (int64_t)(ix_udst_inv[m]) * 6;
       #pragma omp simd
