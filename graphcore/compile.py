@@ -47,15 +47,16 @@ class CompiledMixin:
             return self._eager(g, *inputs)
         if not isinstance(g, HeteroGraph):
             raise CompileError(f"a compiled model takes a HeteroGraph first, got {type(g).__name__}")
+        named = self._graphcore_params
         try:
-            runner = self._runner(g, inputs)
+            runner = self._runner(g, inputs, named)
         except CompileError as err:
             if self._graphcore_options["fallback"] != "eager":
                 raise
             warnings.warn(f"graphcore.compile fell back to eager execution: {err}", stacklevel=2)
             self._graphcore_eager = True
             return self._eager(g, *inputs)
-        params = [self._graphcore_params[name] for name in runner.param_names]
+        params = [named[name] for name in runner.param_names]
         inputs = (*inputs, *edge_inputs(g, runner.edge_fields))
         train = torch.is_grad_enabled() and (any(t.requires_grad for t in inputs) or
                                              any(p.requires_grad for p in params))
@@ -72,11 +73,11 @@ class CompiledMixin:
     def _graphcore_params(self) -> dict[str, Tensor]:
         return dict(self._graphcore_original.named_parameters())
 
-    def _runner(self, g: HeteroGraph, inputs: tuple[Tensor, ...]) -> PlanRunner:
+    def _runner(self, g: HeteroGraph, inputs: tuple[Tensor, ...], named: dict[str, Tensor]) -> PlanRunner:
         check_inputs(g, inputs)
         grad = torch.is_grad_enabled()
         edge_grads = {name: grad and any(t.requires_grad for t in field.values()) for name, field in g.edge_data.items()}
-        params_need = grad and any(p.requires_grad for p in self._graphcore_params.values())
+        params_need = grad and any(p.requires_grad for p in named.values())
         key = (schema_of(g), tuple(tuple(t.shape[1:]) for t in inputs), inputs[0].dtype, inputs[0].device.type,
                self.training, params_need, tuple(grad and t.requires_grad for t in inputs),
                tuple((name, edge_grads[name], *_field_kind(field)) for name, field in g.edge_data.items()))

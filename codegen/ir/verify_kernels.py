@@ -30,10 +30,6 @@ from .values import ALL_ROWS, INDEX_MAPS, ROW_DOMAINS, ROW_TYPES, Domain
 
 
 
-def _size(shape: tuple[int, ...]) -> int:
-    return math.prod(shape) if shape else 1
-
-
 class _Checker:
     def __init__(self, program: KernelProgram, stage: str | None):
         self.program, self.stage = program, stage
@@ -111,7 +107,7 @@ class _Checker:
             if store and s.attr("mode") not in ("set", "add"):
                 self.fail(f"store mode must be 'set' or 'add', got {s.attr('mode')!r}")
             buffer = self.access(access, bases[access.base], writes=store, accumulates=s.attr("mode") == "add")
-            if _size(s.shape) != _size(buffer.shape):
+            if math.prod(s.shape) != math.prod(buffer.shape):
                 self.fail(f"{'stores' if store else 'loads'} rows of shape {s.shape} from buffer '{buffer.name}' "
                           f"with rows of shape {buffer.shape}")
         if s.op == "init":

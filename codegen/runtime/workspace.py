@@ -92,16 +92,18 @@ def allocate(workspace: Workspace, inputs: list[Tensor], params: list[Tensor], r
     accumulate into them)."""
     program, dtype = workspace.program, workspace.dtype
     env: dict[str, Tensor] = {}
-    supplied = [*((name, f"input {i}", t) for i, (name, t) in enumerate(zip(program.inputs, inputs, strict=True))),
-                *((name, f"parameter {i}", t) for i, (name, t) in enumerate(zip(program.params, params, strict=True))),
-                *((name, "dropout mask", t) for name, t in (randoms or {}).items())]
-    for name, what, t in supplied:
-        if t.dtype != dtype or t.device.type != device.type:
-            raise CompileError(f"the compiled kernels expect {dtype} tensors on {device}, got {t.dtype} on {t.device}")
-        if tuple(t.shape) != workspace.shapes[name]:
-            raise GraphError(f"{what} (buffer '{name}') of the compiled kernels needs shape "
-                             f"{list(workspace.shapes[name])} for this graph, got {list(t.shape)}")
-        env[name] = t.detach().contiguous()
+    supplied = (("input", zip(program.inputs, inputs, strict=True)), ("parameter", zip(program.params, params, strict=True)),
+                ("dropout mask", (randoms or {}).items()))
+    for role, pairs in supplied:
+        for i, (name, t) in enumerate(pairs):
+            if t.dtype != dtype or t.device.type != device.type:
+                raise CompileError(f"the compiled kernels expect {dtype} tensors on {device}, got {t.dtype} on "
+                                   f"{t.device}")
+            if tuple(t.shape) != workspace.shapes[name]:
+                what = role if role == "dropout mask" else f"{role} {i}"
+                raise GraphError(f"{what} (buffer '{name}') of the compiled kernels needs shape "
+                                 f"{list(workspace.shapes[name])} for this graph, got {list(t.shape)}")
+            env[name] = t.detach().contiguous()
     for source in (workspace.views(), workspace.constants):
         env.update({k: v for k, v in source.items() if k not in env})
     for buf in program.buffers:
