@@ -13,8 +13,18 @@ r"""Fusion: group ops into the regions that become kernels.
 
 Gathers of values computed elsewhere are *copied* into every region that reads them (they are
 loads there); merges that would create a dependency cycle between regions are refused.
+
+**Recomputation across regions** (DGL's fused ``u_mul_e_sum``, Hector's compact path): a
+member-domain value that one traversal computes and another reduces along a different index
+(the attention-weighted messages of RGAT's and HGT's backward, grouped by destination in one
+kernel and by (source, relation) in the next) would be written as ``|E| x d`` rows. When it is
+a chain of cheap row-wise ops over values that are narrower (the ``|E| x heads`` attention, a
+node row, a compact row), the chain is copied into every consumer instead, and only those
+narrow values cross between the kernels.
 """
 from __future__ import annotations
+
+import math
 
 from ..errors import VerifyError
 from ..ir.ops import ALL_ROWS, group_index, traits
@@ -209,12 +219,16 @@ def run(program: Program, ctx: PassContext) -> Program:
         taken.update(id(o) for o in mine)
 
     _merge_siblings(regions, kinds, region_of, g)
+    recomputed = _recompute_wide_values(regions, kinds, region_of, g)
+    if recomputed.count:
+        ctx.note(NAME, f"{recomputed.count} member values recomputed in their consumers instead of stored")
     fused: dict[int, Op] = {}
     count = 0
     for r, members in enumerate(regions):
         if not members or any(region_of.get(id(o)) != r for o in members):
             continue  # merged away
-        full = _with_loads(members, g)
+        copies = recomputed.copies.get(r, [])
+        full = _with_loads(members + copies, g)
         inside = {v.id for o in full for v in o.outputs}
         external = []
         for o in full:
@@ -222,8 +236,13 @@ def run(program: Program, ctx: PassContext) -> Program:
                 if v.id not in inside and v not in external:
                     external.append(v)
         member_ids = {id(o) for o in members}
+
+        def read_outside(v: Value) -> bool:
+            return any(id(u) not in member_ids and v.id not in recomputed.values.get(region_of.get(id(u)), ())
+                       for u in g.users.get(v.id, []))
+
         escaping = [v for o in members for v in o.outputs
-                    if v.id in g.outputs or any(id(u) not in member_ids for u in g.users.get(v.id, []))]
+                    if v.id in g.outputs or v.id in recomputed.exported or read_outside(v)]
         if len(full) == 1:
             continue
         count += 1
@@ -276,6 +295,102 @@ def _merge_siblings(regions: list[list[Op]], kinds: list[str], region_of: dict[i
                 break
             if merged:
                 break
+
+
+def _width(v: Value) -> int:
+    return math.prod(v.shape)
+
+
+class _Recomputed:
+    """What :func:`_recompute_wide_values` decided.
+
+    Attributes:
+        copies: region -> ops of other regions it recomputes (in program order).
+        values: region -> ids of the values those copies define there.
+        exported: ids of the narrow values a region now lets escape for its consumers' copies.
+        count: values no longer stored.
+    """
+
+    def __init__(self) -> None:
+        self.copies: dict[int, list[Op]] = {}
+        self.values: dict[int, set[int]] = {}
+        self.exported: set[int] = set()
+        self.count = 0
+
+
+def _member_domain(ops: list[Op]) -> Domain | None:
+    """The member domain of a grouped traversal region (None: not grouped, or all rows)."""
+    index = next((i for i in map(group_index, ops) if i is not None and i != ALL_ROWS), None)
+    return INDEX_MAPS[index].target if index is not None else None
+
+
+def _chain(v: Value, r: int, region_of: dict[int, int], g: _Graph,
+           dropped: set[int]) -> tuple[list[Op], list[Value]] | None:
+    """The ops of region ``r`` that recompute ``v`` (producers first) and the values of ``r`` the
+    copy reads, or None when ``v`` is not a chain of cheap row-wise ops, none wider than ``v``,
+    over narrower values."""
+    ops: list[Op] = []
+    reads: list[Value] = []
+
+    def visit(u: Value, top: bool) -> bool:
+        p = g.producer.get(u.id)
+        if p is None or region_of.get(id(p)) != r:
+            return u.id not in dropped  # read from elsewhere: it must still be stored
+        if any(o is p for o in ops):
+            return True
+        if p.kind != OpKind.GATHER and not top and (u.domain != v.domain or _width(u) < _width(v)):
+            if not any(w.id == u.id for w in reads):
+                reads.append(u)  # a group value or a narrow member value: the copy reads it
+            return True
+        t = traits(p)
+        if not t.recompute or t.standalone or group_index(p) is not None:
+            return False
+        if not all(visit(w, False) for w in p.inputs):
+            return False
+        ops.append(p)
+        return True
+
+    if not visit(v, True):
+        return None
+    if sum(_width(u) for u in reads if u.domain == v.domain) >= _width(v):
+        return None  # storing the reads would cost as much as storing v
+    if any(_width(o.out) > _width(v) for o in ops):
+        return None  # the copy would recompute wider rows than it saves (a dot product, say)
+    return ops, reads
+
+
+def _recompute_wide_values(regions: list[list[Op]], kinds: list[str], region_of: dict[int, int],
+                           g: _Graph) -> _Recomputed:
+    """Copy the chains of wide member values into the traversals that read them (module doc)."""
+    out = _Recomputed()
+    dropped: set[int] = set()  # values no longer stored
+    pinned: set[int] = set()  # values a copy reads: they must stay stored
+    for op in g.ops:
+        r = region_of.get(id(op))
+        v = op.out
+        if r is None or kinds[r] != "traversal" or len(op.outputs) != 1 or v.id in g.outputs or v.id in pinned:
+            continue
+        if v.domain != _member_domain(regions[r]):
+            continue  # only a grouped traversal's member rows are wide (|E| of them)
+        consumers = {region_of.get(id(u)) for u in g.users.get(v.id, []) if region_of.get(id(u)) != r}
+        if not consumers or None in consumers or any(kinds[c] != "traversal" for c in consumers):
+            continue
+        found = _chain(v, r, region_of, g, dropped)
+        if found is None:
+            continue
+        ops, reads = found
+        plans = {c: out.copies.get(c, []) + [o for o in ops if not any(o is q for q in out.copies.get(c, []))]
+                 for c in consumers}
+        if not all(_schedulable(regions[c] + plan, g) for c, plan in plans.items()):
+            continue
+        for c, plan in plans.items():
+            out.copies[c] = sorted(plan, key=lambda o: g.pos[id(o)])
+            out.values.setdefault(c, set()).update(o.out.id for o in ops)
+        out.exported.update(u.id for u in reads)
+        pinned.update(u.id for u in reads)
+        dropped.add(v.id)
+        out.count += 1
+    return out
 
 
 def _topological(ops: list[Op], program: Program) -> list[Op]:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from graphcore.codegen.ir.program import OpKind
@@ -41,6 +42,28 @@ def test_fused_programs_have_no_edge_sized_temporaries_for_rgat():
     p = plan(nn.RGAT(6, 3, G.num_relations, heads=2))
     temps = [b for b in p.forward.buffers if b.role == "temp" and b.domain == Domain.EDGE]
     assert temps == []
+
+
+def edge_rows_wider_than(p, width):
+    """Edge-domain buffers (|E| rows) of a plan, forward and backward, with more than ``width`` columns."""
+    import math
+    return [(b.name, b.shape) for prog in (p.forward, p.backward) if prog is not None for b in prog.buffers
+            if b.domain == Domain.EDGE and b.role in ("temp", "output") and math.prod(b.shape) > width]
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: nn.RGAT(6, 3, G.num_relations, heads=2),
+    lambda: nn.RGAT(6, 6, G.num_relations, heads=1),
+    lambda: nn.HGT(6, 6, G.num_node_types, G.num_relations, heads=2),
+    lambda: nn.HGT(6, 6, G.num_node_types, G.num_relations, heads=1),
+], ids=["rgat_2heads", "rgat", "hgt_2heads", "hgt"])
+def test_attention_training_stores_no_edge_by_feature_rows(layer):
+    """Only |E| x heads attention values cross between kernels; the |E| x d messages of the
+    backward are recomputed inside the traversal that reduces them (DGL's u_mul_e_sum)."""
+    model = layer()
+    p = plan(model, train=True)
+    assert edge_rows_wider_than(p, model.heads) == []
+    assert any("recomputed in their consumers" in message for _, message in p.log)
 
 
 def test_training_plan_fuses_backward_too():

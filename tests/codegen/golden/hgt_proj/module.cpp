@@ -630,9 +630,8 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
   real* __restrict__ v48 = (real*)B[36];
   const int64_t* __restrict__ ix_etype = I[12];
   real* __restrict__ v27 = (real*)B[15];
-  real* __restrict__ v70 = (real*)B[38];
-  real* __restrict__ v72 = (real*)B[39];
-  real* __restrict__ v73 = (real*)B[40];
+  real* __restrict__ v69 = (real*)B[38];
+  real* __restrict__ v70 = (real*)B[39];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -698,20 +697,10 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
       real t17[3];
       #pragma omp simd
       for (int64_t j = 0; j < 3; ++j) t17[j] = (t14[j] * t3[j]);
-      real t18[6];
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t18[j0 * 2 + j1 * 1] = (t16[j0] * x2[j0 * 2 + j1]);
-      real t19[6];
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t19[j0 * 2 + j1 * 1] = (t16[j0] * x1[j0 * 2 + j1]);
+      #pragma omp simd
+      for (int64_t j = 0; j < 3; ++j) (v69 + (int64_t)(m) * 3)[j] = t16[j];
       #pragma omp simd
       for (int64_t j = 0; j < 3; ++j) (v70 + (int64_t)(m) * 3)[j] = t17[j];
-      #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) (v72 + (int64_t)(m) * 6)[j] = t18[j];
-      #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) (v73 + (int64_t)(m) * 6)[j] = t19[j];
     }
   }
 }
@@ -720,7 +709,7 @@ static void backward_k6_aggregate(void* const* B, const int64_t* const* I, const
   const int64_t* __restrict__ gp_etype = I[13];
   const int64_t* __restrict__ gm_etype = I[14];
   const int64_t n_etype = rows[5];
-  real* __restrict__ v70 = (real*)B[38];
+  real* __restrict__ v70 = (real*)B[39];
   real* __restrict__ v71 = (real*)B[27];
   const int64_t count = n_etype;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -739,32 +728,39 @@ static void backward_k6_aggregate(void* const* B, const int64_t* const* I, const
   }
 }
 
-static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
+static void backward_k7_gather_ewise_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_udst_inv = I[15];
   const int64_t* __restrict__ gm_udst_inv = I[16];
   const int64_t n_udst = rows[3];
-  real* __restrict__ v73 = (real*)B[40];
-  real* __restrict__ v74 = (real*)B[41];
+  real* __restrict__ v69 = (real*)B[38];
+  const int64_t* __restrict__ ix_src = I[10];
+  real* __restrict__ v6 = (real*)B[30];
+  real* __restrict__ v74 = (real*)B[40];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_inv[p];
-      const real* x1 = v73 + (int64_t)(m) * 6;
+      const real* x1 = v69 + (int64_t)(m) * 3;
+      const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 3; ++j0)
+      for (int64_t j1 = 0; j1 < 2; ++j1)
+        t3[j0 * 2 + j1 * 1] = (x1[j0] * x2[j0 * 2 + j1]);
       #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
     #pragma omp simd
-    for (int64_t j = 0; j < 6; ++j) (v74 + (int64_t)(i) * 6)[j] = acc2[j];
+    for (int64_t j = 0; j < 6; ++j) (v74 + (int64_t)(i) * 6)[j] = acc4[j];
   }
 }
 
 static void backward_k8_gather_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v12 = (real*)B[31];
-  real* __restrict__ v74 = (real*)B[41];
+  real* __restrict__ v74 = (real*)B[40];
   real* __restrict__ v76 = (real*)B[25];
   const int64_t* __restrict__ sp_udst_ptr = I[3];
   const int64_t n_etype = rows[5];
@@ -792,8 +788,8 @@ static void backward_k8_gather_typed_outer(void* const* B, const int64_t* const*
 }
 
 static void backward_k9_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v74 = (real*)B[41];
-  real* __restrict__ v77_rows = (real*)B[50];
+  real* __restrict__ v74 = (real*)B[40];
+  real* __restrict__ v77_rows = (real*)B[49];
   const int64_t* __restrict__ sp_udst_ptr = I[3];
   const int64_t n_etype = rows[5];
   real* __restrict__ v20 = (real*)B[13];
@@ -831,8 +827,8 @@ static void backward_k9_typed_linear_aggregate_scatter(void* const* B, const int
   const int64_t* __restrict__ gp_udst_node = I[17];
   const int64_t* __restrict__ gm_udst_node = I[18];
   const int64_t n_node = rows[0];
-  real* __restrict__ v77_rows = (real*)B[50];
-  real* __restrict__ v77 = (real*)B[42];
+  real* __restrict__ v77_rows = (real*)B[49];
+  real* __restrict__ v77 = (real*)B[41];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -857,7 +853,7 @@ static void backward_k10_gather_ewise_aggregate(void* const* B, const int64_t* c
   const int64_t* __restrict__ ix_dst = I[8];
   real* __restrict__ v56 = (real*)B[37];
   real* __restrict__ v32 = (real*)B[4];
-  real* __restrict__ v78 = (real*)B[43];
+  real* __restrict__ v78 = (real*)B[42];
   const int64_t count = n_usrc;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -882,7 +878,7 @@ static void backward_k10_gather_ewise_aggregate(void* const* B, const int64_t* c
 
 static void backward_k11_gather_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v18 = (real*)B[32];
-  real* __restrict__ v78 = (real*)B[43];
+  real* __restrict__ v78 = (real*)B[42];
   real* __restrict__ v80 = (real*)B[26];
   const int64_t* __restrict__ sp_usrc_ptr = I[1];
   const int64_t n_etype = rows[5];
@@ -910,8 +906,8 @@ static void backward_k11_gather_typed_outer(void* const* B, const int64_t* const
 }
 
 static void backward_k12_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v78 = (real*)B[43];
-  real* __restrict__ v81_rows = (real*)B[51];
+  real* __restrict__ v78 = (real*)B[42];
+  real* __restrict__ v81_rows = (real*)B[50];
   const int64_t* __restrict__ sp_usrc_ptr = I[1];
   const int64_t n_etype = rows[5];
   real* __restrict__ v23 = (real*)B[14];
@@ -954,8 +950,8 @@ static void backward_k12_typed_linear_aggregate_scatter(void* const* B, const in
   const int64_t* __restrict__ gp_usrc_node = I[21];
   const int64_t* __restrict__ gm_usrc_node = I[22];
   const int64_t n_node = rows[0];
-  real* __restrict__ v81_rows = (real*)B[51];
-  real* __restrict__ v81 = (real*)B[44];
+  real* __restrict__ v81_rows = (real*)B[50];
+  real* __restrict__ v81 = (real*)B[43];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -973,27 +969,34 @@ static void backward_k12_typed_linear_aggregate_scatter(void* const* B, const in
   }
 }
 
-static void backward_k13_aggregate_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
+static void backward_k13_gather_ewise_aggregate_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_src = I[23];
   const int64_t* __restrict__ gm_src = I[24];
   const int64_t n_node = rows[0];
-  real* __restrict__ v72 = (real*)B[39];
-  real* __restrict__ v92 = (real*)B[45];
+  real* __restrict__ v69 = (real*)B[38];
+  const int64_t* __restrict__ ix_udst_inv = I[11];
+  real* __restrict__ v48 = (real*)B[36];
+  real* __restrict__ v92 = (real*)B[44];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_src[p];
-      const real* x1 = v72 + (int64_t)(m) * 6;
+      const real* x1 = v69 + (int64_t)(m) * 3;
+      const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 3; ++j0)
+      for (int64_t j1 = 0; j1 < 2; ++j1)
+        t3[j0 * 2 + j1 * 1] = (x1[j0] * x2[j0 * 2 + j1]);
       #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
-    const real* t3 = acc2;
+    const real* t5 = acc4;
     #pragma omp simd
-    for (int64_t j = 0; j < 6; ++j) (v92 + (int64_t)(i) * 6)[j] = t3[j];
+    for (int64_t j = 0; j < 6; ++j) (v92 + (int64_t)(i) * 6)[j] = t5[j];
   }
 }
 
@@ -1002,11 +1005,11 @@ static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const*
   const int64_t* __restrict__ gm_ntype = I[26];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v50 = (real*)B[6];
-  real* __restrict__ v81 = (real*)B[44];
-  real* __restrict__ v77 = (real*)B[42];
-  real* __restrict__ v92 = (real*)B[45];
-  real* __restrict__ v83 = (real*)B[46];
-  real* __restrict__ v87 = (real*)B[47];
+  real* __restrict__ v81 = (real*)B[43];
+  real* __restrict__ v77 = (real*)B[41];
+  real* __restrict__ v92 = (real*)B[44];
+  real* __restrict__ v83 = (real*)B[45];
+  real* __restrict__ v87 = (real*)B[46];
   real* __restrict__ v51 = (real*)B[29];
   real* __restrict__ v84 = (real*)B[24];
   real* __restrict__ v88 = (real*)B[22];
@@ -1057,7 +1060,7 @@ static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const*
 
 static void backward_k15_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v83 = (real*)B[46];
+  real* __restrict__ v83 = (real*)B[45];
   real* __restrict__ v86 = (real*)B[23];
   const int64_t* __restrict__ sp_node_ptr = I[5];
   const int64_t n_ntype = rows[4];
@@ -1084,8 +1087,8 @@ static void backward_k15_typed_outer(void* const* B, const int64_t* const* I, co
 }
 
 static void backward_k16_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v87 = (real*)B[47];
-  real* __restrict__ v89 = (real*)B[48];
+  real* __restrict__ v87 = (real*)B[46];
+  real* __restrict__ v89 = (real*)B[47];
   const int64_t* __restrict__ sp_node_ptr = I[5];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v7 = (real*)B[9];
@@ -1124,7 +1127,7 @@ static void backward_k16_typed_linear(void* const* B, const int64_t* const* I, c
 
 static void backward_k17_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v87 = (real*)B[47];
+  real* __restrict__ v87 = (real*)B[46];
   real* __restrict__ v90 = (real*)B[21];
   const int64_t* __restrict__ sp_node_ptr = I[5];
   const int64_t n_ntype = rows[4];
@@ -1151,8 +1154,8 @@ static void backward_k17_typed_outer(void* const* B, const int64_t* const* I, co
 }
 
 static void backward_k18_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v92 = (real*)B[45];
-  real* __restrict__ v94 = (real*)B[49];
+  real* __restrict__ v92 = (real*)B[44];
+  real* __restrict__ v94 = (real*)B[48];
   const int64_t* __restrict__ sp_node_ptr = I[5];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v1 = (real*)B[7];
@@ -1191,7 +1194,7 @@ static void backward_k18_typed_linear(void* const* B, const int64_t* const* I, c
 
 static void backward_k19_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v92 = (real*)B[45];
+  real* __restrict__ v92 = (real*)B[44];
   real* __restrict__ v95 = (real*)B[19];
   const int64_t* __restrict__ sp_node_ptr = I[5];
   const int64_t n_ntype = rows[4];
@@ -1218,14 +1221,14 @@ static void backward_k19_typed_outer(void* const* B, const int64_t* const* I, co
 }
 
 static void backward_k20_typed_linear_ewise(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v83 = (real*)B[46];
+  real* __restrict__ v83 = (real*)B[45];
   real* __restrict__ v96 = (real*)B[18];
   const int64_t* __restrict__ sp_node_ptr = I[5];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v13 = (real*)B[11];
   const int64_t n_node = rows[0];
-  real* __restrict__ v89 = (real*)B[48];
-  real* __restrict__ v94 = (real*)B[49];
+  real* __restrict__ v89 = (real*)B[47];
+  real* __restrict__ v94 = (real*)B[48];
   real* wt = new real[(size_t)(n_ntype) * 30];
   for (int64_t t = 0; t < n_ntype * 1; ++t) {
     for (int64_t a = 0; a < 6; ++a) for (int64_t b = 0; b < 5; ++b) wt[t * 30 + a * 5 + b] = v13[t * 30 + b * 6 + a];
@@ -1308,7 +1311,7 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k6_aggregate(B, I, rows);
   if (seconds) seconds[6] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
-  backward_k7_aggregate(B, I, rows);
+  backward_k7_gather_ewise_aggregate(B, I, rows);
   if (seconds) seconds[7] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
   backward_k8_gather_typed_outer(B, I, rows);
@@ -1332,7 +1335,7 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k12_typed_linear_aggregate_scatter(B, I, rows);
   if (seconds) seconds[14] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
-  backward_k13_aggregate_reshape(B, I, rows);
+  backward_k13_gather_ewise_aggregate_reshape(B, I, rows);
   if (seconds) seconds[15] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
   backward_k14_aggregate_reshape(B, I, rows);

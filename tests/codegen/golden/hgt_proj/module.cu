@@ -628,7 +628,7 @@ __global__ void __launch_bounds__(128) backward_k4_typed_linear_ewise_reshape_ep
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v56, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v45, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v70, real* __restrict__ v72, real* __restrict__ v73) {
+__global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v56, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v45, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v69, real* __restrict__ v70) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     const real c13[1] = {(real)0.7071067811865475};
     real acc10[3];
@@ -681,17 +681,8 @@ __global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggre
       for (int64_t j = 0; j < 3; ++j) t16[j] = (t14[j] * x15[j]);
       real t17[3];
       for (int64_t j = 0; j < 3; ++j) t17[j] = (t14[j] * t3[j]);
-      real t18[6];
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t18[j0 * 2 + j1 * 1] = (t16[j0] * x2[j0 * 2 + j1]);
-      real t19[6];
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t19[j0 * 2 + j1 * 1] = (t16[j0] * x1[j0 * 2 + j1]);
+      for (int64_t j = 0; j < 3; ++j) (v69 + (int64_t)(m) * 3)[j] = t16[j];
       for (int64_t j = 0; j < 3; ++j) (v70 + (int64_t)(m) * 3)[j] = t17[j];
-      for (int64_t j = 0; j < 6; ++j) (v72 + (int64_t)(m) * 6)[j] = t18[j];
-      for (int64_t j = 0; j < 6; ++j) (v73 + (int64_t)(m) * 6)[j] = t19[j];
     }
   }
 }
@@ -709,16 +700,21 @@ __global__ void __launch_bounds__(128) backward_k6_aggregate(const int64_t* __re
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k7_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, real* __restrict__ v73, real* __restrict__ v74) {
+__global__ void __launch_bounds__(128) backward_k7_gather_ewise_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, real* __restrict__ v69, const int64_t* __restrict__ ix_src, real* __restrict__ v6, real* __restrict__ v74) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_udst; i += (int64_t)gridDim.x * blockDim.x) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       const int64_t m = gm_udst_inv[p];
-      const real* x1 = v73 + (int64_t)(m) * 6;
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      const real* x1 = v69 + (int64_t)(m) * 3;
+      const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 3; ++j0)
+      for (int64_t j1 = 0; j1 < 2; ++j1)
+        t3[j0 * 2 + j1 * 1] = (x1[j0] * x2[j0 * 2 + j1]);
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
-    for (int64_t j = 0; j < 6; ++j) (v74 + (int64_t)(i) * 6)[j] = acc2[j];
+    for (int64_t j = 0; j < 6; ++j) (v74 + (int64_t)(i) * 6)[j] = acc4[j];
   }
 }
 
@@ -898,17 +894,22 @@ __global__ void __launch_bounds__(64) backward_k12_typed_linear_aggregate(real* 
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k13_aggregate_reshape(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, real* __restrict__ v72, real* __restrict__ v92) {
+__global__ void __launch_bounds__(128) backward_k13_gather_ewise_aggregate_reshape(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, real* __restrict__ v69, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, real* __restrict__ v92) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
       const int64_t m = gm_src[p];
-      const real* x1 = v72 + (int64_t)(m) * 6;
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      const real* x1 = v69 + (int64_t)(m) * 3;
+      const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 3; ++j0)
+      for (int64_t j1 = 0; j1 < 2; ++j1)
+        t3[j0 * 2 + j1 * 1] = (x1[j0] * x2[j0 * 2 + j1]);
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
-    const real* t3 = acc2;
-    for (int64_t j = 0; j < 6; ++j) (v92 + (int64_t)(i) * 6)[j] = t3[j];
+    const real* t5 = acc4;
+    for (int64_t j = 0; j < 6; ++j) (v92 + (int64_t)(i) * 6)[j] = t5[j];
   }
 }
 
@@ -1218,25 +1219,25 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k1_gather_typed_linear<<<dim3(gc_blocks(rows[2], 32), 1, 3), 64, 0, stream>>>((real*)B[32], (real*)B[14], (real*)B[35], I[1], rows[5], rows[2], I[2]);
   backward_k2_gather_typed_linear<<<dim3(gc_blocks(rows[3], 32), 1, 3), 64, 0, stream>>>((real*)B[31], (real*)B[13], (real*)B[36], I[3], rows[5], rows[3], I[4]);
   backward_k3_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[33], (real*)B[6], (real*)B[28], I[5], rows[4], rows[0]);
-  backward_k4_typed_linear_ewise_reshape<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[6], (real*)B[16], (real*)B[50], I[5], rows[4], rows[0]);
-  backward_k4_typed_linear_ewise_reshape_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[50], (real*)B[34], (real*)B[37]);
-  backward_k5_gather_dot_ewise_sum_to_aggregate<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[6], I[7], rows[0], I[8], (real*)B[37], I[9], (real*)B[35], (real*)B[4], I[10], (real*)B[30], I[11], (real*)B[36], I[12], (real*)B[15], (real*)B[38], (real*)B[39], (real*)B[40]);
-  backward_k6_aggregate<<<gc_blocks(rows[5], 128), 128, 0, stream>>>(I[13], I[14], rows[5], (real*)B[38], (real*)B[27]);
-  backward_k7_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[15], I[16], rows[3], (real*)B[40], (real*)B[41]);
-  backward_k8_gather_typed_outer<<<dim3((rows[5]) * 3, 1, 1), 64, 0, stream>>>((real*)B[31], (real*)B[41], (real*)B[25], I[3], rows[5], rows[3], I[4]);
-  backward_k9_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 3), 64, 0, stream>>>((real*)B[41], (real*)B[13], (real*)B[42], I[3], rows[5], rows[3], I[4]);
-  backward_k10_gather_ewise_aggregate<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(I[17], I[18], rows[2], I[8], (real*)B[37], (real*)B[4], (real*)B[43]);
-  backward_k11_gather_typed_outer<<<dim3((rows[5]) * 3, 1, 1), 64, 0, stream>>>((real*)B[32], (real*)B[43], (real*)B[26], I[1], rows[5], rows[2], I[2]);
-  backward_k12_typed_linear_aggregate<<<dim3(gc_blocks(rows[2], 32), 1, 3), 64, 0, stream>>>((real*)B[43], (real*)B[14], (real*)B[44], I[1], rows[5], rows[2], I[2]);
-  backward_k13_aggregate_reshape<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[19], I[20], rows[0], (real*)B[39], (real*)B[45]);
-  backward_k14_aggregate_reshape<<<gc_blocks(rows[4], 128), 128, 0, stream>>>(I[21], I[22], rows[4], (real*)B[6], (real*)B[44], (real*)B[42], (real*)B[45], (real*)B[46], (real*)B[47], (real*)B[29], (real*)B[24], (real*)B[22], (real*)B[20]);
-  backward_k15_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[46], (real*)B[23], I[5], rows[4], rows[0]);
-  backward_k16_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[47], (real*)B[9], (real*)B[48], I[5], rows[4], rows[0]);
-  backward_k17_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[47], (real*)B[21], I[5], rows[4], rows[0]);
-  backward_k18_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[45], (real*)B[7], (real*)B[49], I[5], rows[4], rows[0]);
-  backward_k19_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[45], (real*)B[19], I[5], rows[4], rows[0]);
-  backward_k20_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[46], (real*)B[11], (real*)B[51], I[5], rows[4], rows[0]);
-  backward_k20_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[51], (real*)B[48], (real*)B[49], (real*)B[18]);
+  backward_k4_typed_linear_ewise_reshape<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[6], (real*)B[16], (real*)B[49], I[5], rows[4], rows[0]);
+  backward_k4_typed_linear_ewise_reshape_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[49], (real*)B[34], (real*)B[37]);
+  backward_k5_gather_dot_ewise_sum_to_aggregate<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[6], I[7], rows[0], I[8], (real*)B[37], I[9], (real*)B[35], (real*)B[4], I[10], (real*)B[30], I[11], (real*)B[36], I[12], (real*)B[15], (real*)B[38], (real*)B[39]);
+  backward_k6_aggregate<<<gc_blocks(rows[5], 128), 128, 0, stream>>>(I[13], I[14], rows[5], (real*)B[39], (real*)B[27]);
+  backward_k7_gather_ewise_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[15], I[16], rows[3], (real*)B[38], I[10], (real*)B[30], (real*)B[40]);
+  backward_k8_gather_typed_outer<<<dim3((rows[5]) * 3, 1, 1), 64, 0, stream>>>((real*)B[31], (real*)B[40], (real*)B[25], I[3], rows[5], rows[3], I[4]);
+  backward_k9_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 3), 64, 0, stream>>>((real*)B[40], (real*)B[13], (real*)B[41], I[3], rows[5], rows[3], I[4]);
+  backward_k10_gather_ewise_aggregate<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(I[17], I[18], rows[2], I[8], (real*)B[37], (real*)B[4], (real*)B[42]);
+  backward_k11_gather_typed_outer<<<dim3((rows[5]) * 3, 1, 1), 64, 0, stream>>>((real*)B[32], (real*)B[42], (real*)B[26], I[1], rows[5], rows[2], I[2]);
+  backward_k12_typed_linear_aggregate<<<dim3(gc_blocks(rows[2], 32), 1, 3), 64, 0, stream>>>((real*)B[42], (real*)B[14], (real*)B[43], I[1], rows[5], rows[2], I[2]);
+  backward_k13_gather_ewise_aggregate_reshape<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[19], I[20], rows[0], (real*)B[38], I[11], (real*)B[36], (real*)B[44]);
+  backward_k14_aggregate_reshape<<<gc_blocks(rows[4], 128), 128, 0, stream>>>(I[21], I[22], rows[4], (real*)B[6], (real*)B[43], (real*)B[41], (real*)B[44], (real*)B[45], (real*)B[46], (real*)B[29], (real*)B[24], (real*)B[22], (real*)B[20]);
+  backward_k15_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[45], (real*)B[23], I[5], rows[4], rows[0]);
+  backward_k16_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[46], (real*)B[9], (real*)B[47], I[5], rows[4], rows[0]);
+  backward_k17_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[46], (real*)B[21], I[5], rows[4], rows[0]);
+  backward_k18_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[44], (real*)B[7], (real*)B[48], I[5], rows[4], rows[0]);
+  backward_k19_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[44], (real*)B[19], I[5], rows[4], rows[0]);
+  backward_k20_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[45], (real*)B[11], (real*)B[50], I[5], rows[4], rows[0]);
+  backward_k20_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[50], (real*)B[47], (real*)B[48], (real*)B[18]);
   return (int)cudaGetLastError();
 }
 

@@ -754,9 +754,8 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
   real* __restrict__ v56 = (real*)B[41];
   const int64_t* __restrict__ ix_etype = I[14];
   real* __restrict__ v27 = (real*)B[16];
-  real* __restrict__ v92 = (real*)B[43];
-  real* __restrict__ v94 = (real*)B[44];
-  real* __restrict__ v95 = (real*)B[45];
+  real* __restrict__ v91 = (real*)B[43];
+  real* __restrict__ v92 = (real*)B[44];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -822,20 +821,10 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
       real t17[2];
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) t17[j] = (t14[j] * t3[j]);
-      real t18[6];
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t18[j0 * 3 + j1 * 1] = (t16[j0] * x2[j0 * 3 + j1]);
-      real t19[6];
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t19[j0 * 3 + j1 * 1] = (t16[j0] * x1[j0 * 3 + j1]);
+      #pragma omp simd
+      for (int64_t j = 0; j < 2; ++j) (v91 + (int64_t)(m) * 2)[j] = t16[j];
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) (v92 + (int64_t)(m) * 2)[j] = t17[j];
-      #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) (v94 + (int64_t)(m) * 6)[j] = t18[j];
-      #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) (v95 + (int64_t)(m) * 6)[j] = t19[j];
     }
   }
 }
@@ -844,7 +833,7 @@ static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const
   const int64_t* __restrict__ gp_etype = I[15];
   const int64_t* __restrict__ gm_etype = I[16];
   const int64_t n_etype = rows[5];
-  real* __restrict__ v92 = (real*)B[43];
+  real* __restrict__ v92 = (real*)B[44];
   real* __restrict__ v93 = (real*)B[29];
   const int64_t count = n_etype;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -863,32 +852,39 @@ static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const
   }
 }
 
-static void backward_k8_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
+static void backward_k8_gather_ewise_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_udst_inv = I[17];
   const int64_t* __restrict__ gm_udst_inv = I[18];
   const int64_t n_udst = rows[3];
-  real* __restrict__ v95 = (real*)B[45];
-  real* __restrict__ v96 = (real*)B[46];
+  real* __restrict__ v91 = (real*)B[43];
+  const int64_t* __restrict__ ix_src = I[12];
+  real* __restrict__ v6 = (real*)B[35];
+  real* __restrict__ v96 = (real*)B[45];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_inv[p];
-      const real* x1 = v95 + (int64_t)(m) * 6;
+      const real* x1 = v91 + (int64_t)(m) * 2;
+      const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 2; ++j0)
+      for (int64_t j1 = 0; j1 < 3; ++j1)
+        t3[j0 * 3 + j1 * 1] = (x1[j0] * x2[j0 * 3 + j1]);
       #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
     #pragma omp simd
-    for (int64_t j = 0; j < 6; ++j) (v96 + (int64_t)(i) * 6)[j] = acc2[j];
+    for (int64_t j = 0; j < 6; ++j) (v96 + (int64_t)(i) * 6)[j] = acc4[j];
   }
 }
 
 static void backward_k9_gather_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v12 = (real*)B[36];
-  real* __restrict__ v96 = (real*)B[46];
+  real* __restrict__ v96 = (real*)B[45];
   real* __restrict__ v98 = (real*)B[27];
   const int64_t* __restrict__ sp_udst_ptr = I[5];
   const int64_t n_etype = rows[5];
@@ -916,8 +912,8 @@ static void backward_k9_gather_typed_outer(void* const* B, const int64_t* const*
 }
 
 static void backward_k10_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v96 = (real*)B[46];
-  real* __restrict__ v99_rows = (real*)B[55];
+  real* __restrict__ v96 = (real*)B[45];
+  real* __restrict__ v99_rows = (real*)B[54];
   const int64_t* __restrict__ sp_udst_ptr = I[5];
   const int64_t n_etype = rows[5];
   real* __restrict__ v20 = (real*)B[14];
@@ -955,8 +951,8 @@ static void backward_k10_typed_linear_aggregate_scatter(void* const* B, const in
   const int64_t* __restrict__ gp_udst_node = I[19];
   const int64_t* __restrict__ gm_udst_node = I[20];
   const int64_t n_node = rows[0];
-  real* __restrict__ v99_rows = (real*)B[55];
-  real* __restrict__ v99 = (real*)B[47];
+  real* __restrict__ v99_rows = (real*)B[54];
+  real* __restrict__ v99 = (real*)B[46];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -981,7 +977,7 @@ static void backward_k11_gather_ewise_aggregate(void* const* B, const int64_t* c
   const int64_t* __restrict__ ix_dst = I[10];
   real* __restrict__ v78 = (real*)B[42];
   real* __restrict__ v32 = (real*)B[5];
-  real* __restrict__ v100 = (real*)B[48];
+  real* __restrict__ v100 = (real*)B[47];
   const int64_t count = n_usrc;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -1006,7 +1002,7 @@ static void backward_k11_gather_ewise_aggregate(void* const* B, const int64_t* c
 
 static void backward_k12_gather_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v18 = (real*)B[37];
-  real* __restrict__ v100 = (real*)B[48];
+  real* __restrict__ v100 = (real*)B[47];
   real* __restrict__ v102 = (real*)B[28];
   const int64_t* __restrict__ sp_usrc_ptr = I[3];
   const int64_t n_etype = rows[5];
@@ -1034,8 +1030,8 @@ static void backward_k12_gather_typed_outer(void* const* B, const int64_t* const
 }
 
 static void backward_k13_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v100 = (real*)B[48];
-  real* __restrict__ v103_rows = (real*)B[56];
+  real* __restrict__ v100 = (real*)B[47];
+  real* __restrict__ v103_rows = (real*)B[55];
   const int64_t* __restrict__ sp_usrc_ptr = I[3];
   const int64_t n_etype = rows[5];
   real* __restrict__ v23 = (real*)B[15];
@@ -1078,8 +1074,8 @@ static void backward_k13_typed_linear_aggregate_scatter(void* const* B, const in
   const int64_t* __restrict__ gp_usrc_node = I[23];
   const int64_t* __restrict__ gm_usrc_node = I[24];
   const int64_t n_node = rows[0];
-  real* __restrict__ v103_rows = (real*)B[56];
-  real* __restrict__ v103 = (real*)B[49];
+  real* __restrict__ v103_rows = (real*)B[55];
+  real* __restrict__ v103 = (real*)B[48];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -1097,27 +1093,34 @@ static void backward_k13_typed_linear_aggregate_scatter(void* const* B, const in
   }
 }
 
-static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
+static void backward_k14_gather_ewise_aggregate_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_src = I[25];
   const int64_t* __restrict__ gm_src = I[26];
   const int64_t n_node = rows[0];
-  real* __restrict__ v94 = (real*)B[44];
-  real* __restrict__ v115 = (real*)B[50];
+  real* __restrict__ v91 = (real*)B[43];
+  const int64_t* __restrict__ ix_udst_inv = I[13];
+  real* __restrict__ v56 = (real*)B[41];
+  real* __restrict__ v115 = (real*)B[49];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_src[p];
-      const real* x1 = v94 + (int64_t)(m) * 6;
+      const real* x1 = v91 + (int64_t)(m) * 2;
+      const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 2; ++j0)
+      for (int64_t j1 = 0; j1 < 3; ++j1)
+        t3[j0 * 3 + j1 * 1] = (x1[j0] * x2[j0 * 3 + j1]);
       #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
-    const real* t3 = acc2;
+    const real* t5 = acc4;
     #pragma omp simd
-    for (int64_t j = 0; j < 6; ++j) (v115 + (int64_t)(i) * 6)[j] = t3[j];
+    for (int64_t j = 0; j < 6; ++j) (v115 + (int64_t)(i) * 6)[j] = t5[j];
   }
 }
 
@@ -1125,11 +1128,11 @@ static void backward_k15_reshape_aggregate(void* const* B, const int64_t* const*
   const int64_t* __restrict__ gp_ntype = I[0];
   const int64_t* __restrict__ gm_ntype = I[1];
   const int64_t n_ntype = rows[4];
-  real* __restrict__ v103 = (real*)B[49];
-  real* __restrict__ v99 = (real*)B[47];
-  real* __restrict__ v115 = (real*)B[50];
-  real* __restrict__ v105 = (real*)B[51];
-  real* __restrict__ v110 = (real*)B[52];
+  real* __restrict__ v103 = (real*)B[48];
+  real* __restrict__ v99 = (real*)B[46];
+  real* __restrict__ v115 = (real*)B[49];
+  real* __restrict__ v105 = (real*)B[50];
+  real* __restrict__ v110 = (real*)B[51];
   real* __restrict__ v106 = (real*)B[26];
   real* __restrict__ v111 = (real*)B[24];
   real* __restrict__ v116 = (real*)B[22];
@@ -1172,7 +1175,7 @@ static void backward_k15_reshape_aggregate(void* const* B, const int64_t* const*
 
 static void backward_k16_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v105 = (real*)B[51];
+  real* __restrict__ v105 = (real*)B[50];
   real* __restrict__ v108 = (real*)B[25];
   const int64_t* __restrict__ sp_node_ptr = I[7];
   const int64_t n_ntype = rows[4];
@@ -1199,8 +1202,8 @@ static void backward_k16_typed_outer(void* const* B, const int64_t* const* I, co
 }
 
 static void backward_k17_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v110 = (real*)B[52];
-  real* __restrict__ v112 = (real*)B[53];
+  real* __restrict__ v110 = (real*)B[51];
+  real* __restrict__ v112 = (real*)B[52];
   const int64_t* __restrict__ sp_node_ptr = I[7];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v7 = (real*)B[10];
@@ -1239,7 +1242,7 @@ static void backward_k17_typed_linear(void* const* B, const int64_t* const* I, c
 
 static void backward_k18_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v110 = (real*)B[52];
+  real* __restrict__ v110 = (real*)B[51];
   real* __restrict__ v113 = (real*)B[23];
   const int64_t* __restrict__ sp_node_ptr = I[7];
   const int64_t n_ntype = rows[4];
@@ -1266,8 +1269,8 @@ static void backward_k18_typed_outer(void* const* B, const int64_t* const* I, co
 }
 
 static void backward_k19_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v115 = (real*)B[50];
-  real* __restrict__ v117 = (real*)B[54];
+  real* __restrict__ v115 = (real*)B[49];
+  real* __restrict__ v117 = (real*)B[53];
   const int64_t* __restrict__ sp_node_ptr = I[7];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v1 = (real*)B[8];
@@ -1306,7 +1309,7 @@ static void backward_k19_typed_linear(void* const* B, const int64_t* const* I, c
 
 static void backward_k20_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v115 = (real*)B[50];
+  real* __restrict__ v115 = (real*)B[49];
   real* __restrict__ v118 = (real*)B[21];
   const int64_t* __restrict__ sp_node_ptr = I[7];
   const int64_t n_ntype = rows[4];
@@ -1333,15 +1336,15 @@ static void backward_k20_typed_outer(void* const* B, const int64_t* const* I, co
 }
 
 static void backward_k21_typed_linear_ewise(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v105 = (real*)B[51];
+  real* __restrict__ v105 = (real*)B[50];
   real* __restrict__ v119 = (real*)B[20];
   const int64_t* __restrict__ sp_node_ptr = I[7];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v13 = (real*)B[12];
   const int64_t n_node = rows[0];
   real* __restrict__ v60 = (real*)B[33];
-  real* __restrict__ v112 = (real*)B[53];
-  real* __restrict__ v117 = (real*)B[54];
+  real* __restrict__ v112 = (real*)B[52];
+  real* __restrict__ v117 = (real*)B[53];
   real* wt = new real[(size_t)(n_ntype) * 36];
   for (int64_t t = 0; t < n_ntype * 1; ++t) {
     for (int64_t a = 0; a < 6; ++a) for (int64_t b = 0; b < 6; ++b) wt[t * 36 + a * 6 + b] = v13[t * 36 + b * 6 + a];
@@ -1433,7 +1436,7 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k7_aggregate(B, I, rows);
   if (seconds) seconds[7] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
-  backward_k8_aggregate(B, I, rows);
+  backward_k8_gather_ewise_aggregate(B, I, rows);
   if (seconds) seconds[8] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
   backward_k9_gather_typed_outer(B, I, rows);
@@ -1457,7 +1460,7 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k13_typed_linear_aggregate_scatter(B, I, rows);
   if (seconds) seconds[15] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
-  backward_k14_aggregate_reshape(B, I, rows);
+  backward_k14_gather_ewise_aggregate_reshape(B, I, rows);
   if (seconds) seconds[16] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
   backward_k15_reshape_aggregate(B, I, rows);

@@ -696,7 +696,7 @@ __global__ void __launch_bounds__(128) backward_k5_typed_linear_ewise_reshape_ep
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v78, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v53, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v92, real* __restrict__ v94, real* __restrict__ v95) {
+__global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v78, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v53, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v91, real* __restrict__ v92) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     const real c13[1] = {(real)0.5773502691896258};
     real acc10[2];
@@ -749,17 +749,8 @@ __global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggre
       for (int64_t j = 0; j < 2; ++j) t16[j] = (t14[j] * x15[j]);
       real t17[2];
       for (int64_t j = 0; j < 2; ++j) t17[j] = (t14[j] * t3[j]);
-      real t18[6];
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t18[j0 * 3 + j1 * 1] = (t16[j0] * x2[j0 * 3 + j1]);
-      real t19[6];
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t19[j0 * 3 + j1 * 1] = (t16[j0] * x1[j0 * 3 + j1]);
+      for (int64_t j = 0; j < 2; ++j) (v91 + (int64_t)(m) * 2)[j] = t16[j];
       for (int64_t j = 0; j < 2; ++j) (v92 + (int64_t)(m) * 2)[j] = t17[j];
-      for (int64_t j = 0; j < 6; ++j) (v94 + (int64_t)(m) * 6)[j] = t18[j];
-      for (int64_t j = 0; j < 6; ++j) (v95 + (int64_t)(m) * 6)[j] = t19[j];
     }
   }
 }
@@ -777,16 +768,21 @@ __global__ void __launch_bounds__(128) backward_k7_aggregate(const int64_t* __re
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k8_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, real* __restrict__ v95, real* __restrict__ v96) {
+__global__ void __launch_bounds__(128) backward_k8_gather_ewise_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, real* __restrict__ v91, const int64_t* __restrict__ ix_src, real* __restrict__ v6, real* __restrict__ v96) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_udst; i += (int64_t)gridDim.x * blockDim.x) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       const int64_t m = gm_udst_inv[p];
-      const real* x1 = v95 + (int64_t)(m) * 6;
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      const real* x1 = v91 + (int64_t)(m) * 2;
+      const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 2; ++j0)
+      for (int64_t j1 = 0; j1 < 3; ++j1)
+        t3[j0 * 3 + j1 * 1] = (x1[j0] * x2[j0 * 3 + j1]);
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
-    for (int64_t j = 0; j < 6; ++j) (v96 + (int64_t)(i) * 6)[j] = acc2[j];
+    for (int64_t j = 0; j < 6; ++j) (v96 + (int64_t)(i) * 6)[j] = acc4[j];
   }
 }
 
@@ -966,17 +962,22 @@ __global__ void __launch_bounds__(64) backward_k13_typed_linear_aggregate(real* 
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k14_aggregate_reshape(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, real* __restrict__ v94, real* __restrict__ v115) {
+__global__ void __launch_bounds__(128) backward_k14_gather_ewise_aggregate_reshape(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, real* __restrict__ v91, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, real* __restrict__ v115) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
-    real acc2[6];
-    for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
+    real acc4[6];
+    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
       const int64_t m = gm_src[p];
-      const real* x1 = v94 + (int64_t)(m) * 6;
-      for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
+      const real* x1 = v91 + (int64_t)(m) * 2;
+      const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 2; ++j0)
+      for (int64_t j1 = 0; j1 < 3; ++j1)
+        t3[j0 * 3 + j1 * 1] = (x1[j0] * x2[j0 * 3 + j1]);
+      for (int64_t j = 0; j < 6; ++j) acc4[j] += t3[j];
     }
-    const real* t3 = acc2;
-    for (int64_t j = 0; j < 6; ++j) (v115 + (int64_t)(i) * 6)[j] = t3[j];
+    const real* t5 = acc4;
+    for (int64_t j = 0; j < 6; ++j) (v115 + (int64_t)(i) * 6)[j] = t5[j];
   }
 }
 
@@ -1287,25 +1288,25 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k2_gather_typed_linear<<<dim3(gc_blocks(rows[2], 32), 1, 2), 64, 0, stream>>>((real*)B[37], (real*)B[15], (real*)B[40], I[3], rows[5], rows[2], I[4]);
   backward_k3_gather_typed_linear<<<dim3(gc_blocks(rows[3], 32), 1, 2), 64, 0, stream>>>((real*)B[36], (real*)B[14], (real*)B[41], I[5], rows[5], rows[3], I[6]);
   backward_k4_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[38], (real*)B[34], (real*)B[30], I[7], rows[4], rows[0]);
-  backward_k5_typed_linear_ewise_reshape<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[34], (real*)B[17], (real*)B[55], I[7], rows[4], rows[0]);
-  backward_k5_typed_linear_ewise_reshape_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[55], (real*)B[39], (real*)B[42]);
-  backward_k6_gather_dot_ewise_sum_to_aggregate<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[8], I[9], rows[0], I[10], (real*)B[42], I[11], (real*)B[40], (real*)B[5], I[12], (real*)B[35], I[13], (real*)B[41], I[14], (real*)B[16], (real*)B[43], (real*)B[44], (real*)B[45]);
-  backward_k7_aggregate<<<gc_blocks(rows[5], 128), 128, 0, stream>>>(I[15], I[16], rows[5], (real*)B[43], (real*)B[29]);
-  backward_k8_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[17], I[18], rows[3], (real*)B[45], (real*)B[46]);
-  backward_k9_gather_typed_outer<<<dim3((rows[5]) * 2, 1, 1), 64, 0, stream>>>((real*)B[36], (real*)B[46], (real*)B[27], I[5], rows[5], rows[3], I[6]);
-  backward_k10_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 2), 64, 0, stream>>>((real*)B[46], (real*)B[14], (real*)B[47], I[5], rows[5], rows[3], I[6]);
-  backward_k11_gather_ewise_aggregate<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(I[19], I[20], rows[2], I[10], (real*)B[42], (real*)B[5], (real*)B[48]);
-  backward_k12_gather_typed_outer<<<dim3((rows[5]) * 2, 1, 1), 64, 0, stream>>>((real*)B[37], (real*)B[48], (real*)B[28], I[3], rows[5], rows[2], I[4]);
-  backward_k13_typed_linear_aggregate<<<dim3(gc_blocks(rows[2], 32), 1, 2), 64, 0, stream>>>((real*)B[48], (real*)B[15], (real*)B[49], I[3], rows[5], rows[2], I[4]);
-  backward_k14_aggregate_reshape<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[21], I[22], rows[0], (real*)B[44], (real*)B[50]);
-  backward_k15_reshape_aggregate<<<gc_blocks(rows[4], 128), 128, 0, stream>>>(I[0], I[1], rows[4], (real*)B[49], (real*)B[47], (real*)B[50], (real*)B[51], (real*)B[52], (real*)B[26], (real*)B[24], (real*)B[22]);
-  backward_k16_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[51], (real*)B[25], I[7], rows[4], rows[0]);
-  backward_k17_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[52], (real*)B[10], (real*)B[53], I[7], rows[4], rows[0]);
-  backward_k18_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[52], (real*)B[23], I[7], rows[4], rows[0]);
-  backward_k19_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[50], (real*)B[8], (real*)B[54], I[7], rows[4], rows[0]);
-  backward_k20_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[50], (real*)B[21], I[7], rows[4], rows[0]);
-  backward_k21_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[51], (real*)B[12], (real*)B[56], I[7], rows[4], rows[0]);
-  backward_k21_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[56], (real*)B[33], (real*)B[53], (real*)B[54], (real*)B[20]);
+  backward_k5_typed_linear_ewise_reshape<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[34], (real*)B[17], (real*)B[54], I[7], rows[4], rows[0]);
+  backward_k5_typed_linear_ewise_reshape_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[54], (real*)B[39], (real*)B[42]);
+  backward_k6_gather_dot_ewise_sum_to_aggregate<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[8], I[9], rows[0], I[10], (real*)B[42], I[11], (real*)B[40], (real*)B[5], I[12], (real*)B[35], I[13], (real*)B[41], I[14], (real*)B[16], (real*)B[43], (real*)B[44]);
+  backward_k7_aggregate<<<gc_blocks(rows[5], 128), 128, 0, stream>>>(I[15], I[16], rows[5], (real*)B[44], (real*)B[29]);
+  backward_k8_gather_ewise_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[17], I[18], rows[3], (real*)B[43], I[12], (real*)B[35], (real*)B[45]);
+  backward_k9_gather_typed_outer<<<dim3((rows[5]) * 2, 1, 1), 64, 0, stream>>>((real*)B[36], (real*)B[45], (real*)B[27], I[5], rows[5], rows[3], I[6]);
+  backward_k10_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 2), 64, 0, stream>>>((real*)B[45], (real*)B[14], (real*)B[46], I[5], rows[5], rows[3], I[6]);
+  backward_k11_gather_ewise_aggregate<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(I[19], I[20], rows[2], I[10], (real*)B[42], (real*)B[5], (real*)B[47]);
+  backward_k12_gather_typed_outer<<<dim3((rows[5]) * 2, 1, 1), 64, 0, stream>>>((real*)B[37], (real*)B[47], (real*)B[28], I[3], rows[5], rows[2], I[4]);
+  backward_k13_typed_linear_aggregate<<<dim3(gc_blocks(rows[2], 32), 1, 2), 64, 0, stream>>>((real*)B[47], (real*)B[15], (real*)B[48], I[3], rows[5], rows[2], I[4]);
+  backward_k14_gather_ewise_aggregate_reshape<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[21], I[22], rows[0], (real*)B[43], I[13], (real*)B[41], (real*)B[49]);
+  backward_k15_reshape_aggregate<<<gc_blocks(rows[4], 128), 128, 0, stream>>>(I[0], I[1], rows[4], (real*)B[48], (real*)B[46], (real*)B[49], (real*)B[50], (real*)B[51], (real*)B[26], (real*)B[24], (real*)B[22]);
+  backward_k16_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[50], (real*)B[25], I[7], rows[4], rows[0]);
+  backward_k17_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[51], (real*)B[10], (real*)B[52], I[7], rows[4], rows[0]);
+  backward_k18_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[51], (real*)B[23], I[7], rows[4], rows[0]);
+  backward_k19_typed_linear<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[49], (real*)B[8], (real*)B[53], I[7], rows[4], rows[0]);
+  backward_k20_typed_outer<<<dim3((rows[4]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[49], (real*)B[21], I[7], rows[4], rows[0]);
+  backward_k21_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[50], (real*)B[12], (real*)B[55], I[7], rows[4], rows[0]);
+  backward_k21_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[55], (real*)B[33], (real*)B[52], (real*)B[53], (real*)B[20]);
   return (int)cudaGetLastError();
 }
 

@@ -363,11 +363,10 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
   const int64_t* __restrict__ ix_dst = I[7];
   real* __restrict__ v30 = (real*)B[3];
   real* __restrict__ v13 = (real*)B[2];
-  real* __restrict__ v37 = (real*)B[16];
   real* __restrict__ v25 = (real*)B[14];
   const int64_t* __restrict__ ix_udst_inv = I[8];
   real* __restrict__ v28 = (real*)B[15];
-  real* __restrict__ v45 = (real*)B[17];
+  real* __restrict__ v45 = (real*)B[16];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -380,10 +379,6 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
       const real* t6 = x5;
       const real* x7 = v30 + (int64_t)(ix_dst[m]) * 6;
       const real* x8 = v13 + (int64_t)(m) * 2;
-      real t9[6];
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t9[j0 * 3 + j1 * 1] = (x7[j0 * 3 + j1] * x8[j0]);
       real t10[6];
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) t10[j] = (x7[j] * t6[j]);
@@ -392,14 +387,11 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
       for (int64_t j0 = 0; j0 < 2; ++j0)
       for (int64_t j1 = 0; j1 < 3; ++j1)
         t11[j0] += t10[j0 * 3 + j1 * 1];
-      const real* t12 = t9;
       real t13[2];
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) t13[j] = (t11[j] * x8[j]);
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) acc14[j] += t13[j];
-      #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) (v37 + (int64_t)(m) * 6)[j] = t12[j];
     }
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
@@ -445,8 +437,8 @@ static void backward_k5_aggregate(void* const* B, const int64_t* const* I, const
   const int64_t* __restrict__ gp_udst_inv = I[9];
   const int64_t* __restrict__ gm_udst_inv = I[10];
   const int64_t n_udst = rows[3];
-  real* __restrict__ v45 = (real*)B[17];
-  real* __restrict__ v46 = (real*)B[18];
+  real* __restrict__ v45 = (real*)B[16];
+  real* __restrict__ v46 = (real*)B[17];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -466,8 +458,8 @@ static void backward_k5_aggregate(void* const* B, const int64_t* const* I, const
 
 static void backward_k6_gather_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v46 = (real*)B[18];
-  real* __restrict__ v48 = (real*)B[19];
+  real* __restrict__ v46 = (real*)B[17];
+  real* __restrict__ v48 = (real*)B[18];
   const int64_t* __restrict__ sp_udst_ptr = I[2];
   const int64_t n_etype = rows[5];
   const int64_t n_udst = rows[3];
@@ -494,8 +486,8 @@ static void backward_k6_gather_typed_outer(void* const* B, const int64_t* const*
 }
 
 static void backward_k7_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v46 = (real*)B[18];
-  real* __restrict__ v49_rows = (real*)B[27];
+  real* __restrict__ v46 = (real*)B[17];
+  real* __restrict__ v49_rows = (real*)B[26];
   const int64_t* __restrict__ sp_udst_ptr = I[2];
   const int64_t n_etype = rows[5];
   real* __restrict__ v20 = (real*)B[1];
@@ -536,8 +528,8 @@ static void backward_k7_typed_linear_aggregate_scatter(void* const* B, const int
   const int64_t* __restrict__ gp_udst_node = I[11];
   const int64_t* __restrict__ gm_udst_node = I[12];
   const int64_t n_node = rows[0];
-  real* __restrict__ v49_rows = (real*)B[27];
-  real* __restrict__ v49 = (real*)B[20];
+  real* __restrict__ v49_rows = (real*)B[26];
+  real* __restrict__ v49 = (real*)B[19];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -556,9 +548,9 @@ static void backward_k7_typed_linear_aggregate_scatter(void* const* B, const int
 }
 
 static void backward_k8_weight_matmul(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v48 = (real*)B[19];
+  real* __restrict__ v48 = (real*)B[18];
   real* __restrict__ v8 = (real*)B[6];
-  real* __restrict__ v50 = (real*)B[21];
+  real* __restrict__ v50 = (real*)B[20];
   #pragma omp parallel for schedule(static)
   for (int64_t bm = 0; bm < 30; ++bm) {
     const int64_t bb = bm / 6, i = bm % 6;
@@ -572,7 +564,7 @@ static void backward_k8_weight_matmul(void* const* B, const int64_t* const* I, c
 
 static void backward_k9_weight_matmul(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v2 = (real*)B[4];
-  real* __restrict__ v48 = (real*)B[19];
+  real* __restrict__ v48 = (real*)B[18];
   real* __restrict__ v51 = (real*)B[11];
   #pragma omp parallel for schedule(static)
   for (int64_t bm = 0; bm < 30; ++bm) {
@@ -585,41 +577,49 @@ static void backward_k9_weight_matmul(void* const* B, const int64_t* const* I, c
   }
 }
 
-static void backward_k10_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
+static void backward_k10_gather_ewise_reshape_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_usrc_inv = I[13];
   const int64_t* __restrict__ gm_usrc_inv = I[14];
   const int64_t n_usrc = rows[2];
-  real* __restrict__ v45 = (real*)B[17];
-  real* __restrict__ v37 = (real*)B[16];
-  real* __restrict__ v52 = (real*)B[22];
-  real* __restrict__ v55 = (real*)B[23];
+  const int64_t* __restrict__ ix_dst = I[7];
+  real* __restrict__ v30 = (real*)B[3];
+  real* __restrict__ v13 = (real*)B[2];
+  real* __restrict__ v45 = (real*)B[16];
+  real* __restrict__ v52 = (real*)B[21];
+  real* __restrict__ v55 = (real*)B[22];
   const int64_t count = n_usrc;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
-    real acc2[2];
-    for (int64_t j = 0; j < 2; ++j) acc2[j] = (real)0.0;
-    real acc4[6];
-    for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
+    real acc6[2];
+    for (int64_t j = 0; j < 2; ++j) acc6[j] = (real)0.0;
+    real acc7[6];
+    for (int64_t j = 0; j < 6; ++j) acc7[j] = (real)0.0;
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_usrc_inv[p];
-      const real* x1 = v45 + (int64_t)(m) * 2;
-      const real* x3 = v37 + (int64_t)(m) * 6;
+      const real* x1 = v30 + (int64_t)(ix_dst[m]) * 6;
+      const real* x2 = v13 + (int64_t)(m) * 2;
+      real t3[6];
+      for (int64_t j0 = 0; j0 < 2; ++j0)
+      for (int64_t j1 = 0; j1 < 3; ++j1)
+        t3[j0 * 3 + j1 * 1] = (x1[j0 * 3 + j1] * x2[j0]);
+      const real* t4 = t3;
+      const real* x5 = v45 + (int64_t)(m) * 2;
       #pragma omp simd
-      for (int64_t j = 0; j < 2; ++j) acc2[j] += x1[j];
+      for (int64_t j = 0; j < 2; ++j) acc6[j] += x5[j];
       #pragma omp simd
-      for (int64_t j = 0; j < 6; ++j) acc4[j] += x3[j];
+      for (int64_t j = 0; j < 6; ++j) acc7[j] += t4[j];
     }
     #pragma omp simd
-    for (int64_t j = 0; j < 2; ++j) (v52 + (int64_t)(i) * 2)[j] = acc2[j];
+    for (int64_t j = 0; j < 2; ++j) (v52 + (int64_t)(i) * 2)[j] = acc6[j];
     #pragma omp simd
-    for (int64_t j = 0; j < 6; ++j) (v55 + (int64_t)(i) * 6)[j] = acc4[j];
+    for (int64_t j = 0; j < 6; ++j) (v55 + (int64_t)(i) * 6)[j] = acc7[j];
   }
 }
 
 static void backward_k11_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v23 = (real*)B[13];
-  real* __restrict__ v52 = (real*)B[22];
+  real* __restrict__ v52 = (real*)B[21];
   real* __restrict__ v54 = (real*)B[10];
   const int64_t* __restrict__ sp_usrc_ptr = I[0];
   const int64_t n_etype = rows[5];
@@ -646,13 +646,13 @@ static void backward_k11_typed_outer(void* const* B, const int64_t* const* I, co
 }
 
 static void backward_k12_typed_linear_ewise(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v52 = (real*)B[22];
-  real* __restrict__ v56 = (real*)B[24];
+  real* __restrict__ v52 = (real*)B[21];
+  real* __restrict__ v56 = (real*)B[23];
   const int64_t* __restrict__ sp_usrc_ptr = I[0];
   const int64_t n_etype = rows[5];
   real* __restrict__ v6 = (real*)B[5];
   const int64_t n_usrc = rows[2];
-  real* __restrict__ v55 = (real*)B[23];
+  real* __restrict__ v55 = (real*)B[22];
   real* wt = new real[(size_t)(n_etype) * 12];
   for (int64_t t = 0; t < n_etype * 1; ++t) {
     for (int64_t a = 0; a < 2; ++a) for (int64_t b = 0; b < 6; ++b) wt[t * 12 + a * 6 + b] = v6[t * 12 + b * 2 + a];
@@ -691,8 +691,8 @@ static void backward_k12_typed_linear_ewise(void* const* B, const int64_t* const
 
 static void backward_k13_gather_typed_outer(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v0 = (real*)B[0];
-  real* __restrict__ v56 = (real*)B[24];
-  real* __restrict__ v58 = (real*)B[25];
+  real* __restrict__ v56 = (real*)B[23];
+  real* __restrict__ v58 = (real*)B[24];
   const int64_t* __restrict__ sp_usrc_ptr = I[0];
   const int64_t n_etype = rows[5];
   const int64_t n_usrc = rows[2];
@@ -720,8 +720,8 @@ static void backward_k13_gather_typed_outer(void* const* B, const int64_t* const
 
 static void backward_k14_ewise(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t n_etype = rows[5];
-  real* __restrict__ v50 = (real*)B[21];
-  real* __restrict__ v58 = (real*)B[25];
+  real* __restrict__ v50 = (real*)B[20];
+  real* __restrict__ v58 = (real*)B[24];
   real* __restrict__ v59 = (real*)B[9];
   const int64_t count = n_etype;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -737,8 +737,8 @@ static void backward_k14_ewise(void* const* B, const int64_t* const* I, const in
 }
 
 static void backward_k15_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  real* __restrict__ v56 = (real*)B[24];
-  real* __restrict__ v60_rows = (real*)B[28];
+  real* __restrict__ v56 = (real*)B[23];
+  real* __restrict__ v60_rows = (real*)B[27];
   const int64_t* __restrict__ sp_usrc_ptr = I[0];
   const int64_t n_etype = rows[5];
   real* __restrict__ v2 = (real*)B[4];
@@ -779,8 +779,8 @@ static void backward_k15_typed_linear_aggregate_scatter(void* const* B, const in
   const int64_t* __restrict__ gp_usrc_node = I[15];
   const int64_t* __restrict__ gm_usrc_node = I[16];
   const int64_t n_node = rows[0];
-  real* __restrict__ v60_rows = (real*)B[28];
-  real* __restrict__ v60 = (real*)B[26];
+  real* __restrict__ v60_rows = (real*)B[27];
+  real* __restrict__ v60 = (real*)B[25];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < count; ++i) {
@@ -800,8 +800,8 @@ static void backward_k15_typed_linear_aggregate_scatter(void* const* B, const in
 
 static void backward_k16_ewise(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t n_node = rows[0];
-  real* __restrict__ v49 = (real*)B[20];
-  real* __restrict__ v60 = (real*)B[26];
+  real* __restrict__ v49 = (real*)B[19];
+  real* __restrict__ v60 = (real*)B[25];
   real* __restrict__ v61 = (real*)B[8];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -860,7 +860,7 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k9_weight_matmul(B, I, rows);
   if (seconds) seconds[10] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
-  backward_k10_aggregate(B, I, rows);
+  backward_k10_gather_ewise_reshape_aggregate(B, I, rows);
   if (seconds) seconds[11] += omp_get_wtime() - t0;
   t0 = seconds ? omp_get_wtime() : 0.0;
   backward_k11_typed_outer(B, I, rows);

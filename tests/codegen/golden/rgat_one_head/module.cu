@@ -377,7 +377,7 @@ __global__ void __launch_bounds__(1) backward_k3_sum_to(const int64_t n_node, re
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v23, const int64_t* __restrict__ ix_dst, real* __restrict__ v30, real* __restrict__ v13, real* __restrict__ v37, real* __restrict__ v25, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v28, real* __restrict__ v45) {
+__global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v23, const int64_t* __restrict__ ix_dst, real* __restrict__ v30, real* __restrict__ v13, real* __restrict__ v25, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v28, real* __restrict__ v45) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     real acc14[1];
     for (int64_t j = 0; j < 1; ++j) acc14[j] = (real)0.0;
@@ -387,8 +387,6 @@ __global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_a
       const real* t6 = x5;
       const real* x7 = v30 + (int64_t)(ix_dst[m]) * 4;
       const real* x8 = v13 + (int64_t)(m) * 1;
-      real t9[4];
-      for (int64_t j = 0; j < 4; ++j) t9[j] = (x7[j] * x8[0]);
       real t10[4];
       for (int64_t j = 0; j < 4; ++j) t10[j] = (x7[j] * t6[j]);
       real t11[1];
@@ -396,11 +394,9 @@ __global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_a
       for (int64_t j0 = 0; j0 < 1; ++j0)
       for (int64_t j1 = 0; j1 < 4; ++j1)
         t11[0] += t10[j0 * 4 + j1 * 1];
-      const real* t12 = t9;
       real t13[1];
       for (int64_t j = 0; j < 1; ++j) t13[j] = (t11[0] * x8[0]);
       for (int64_t j = 0; j < 1; ++j) acc14[j] += t13[0];
-      for (int64_t j = 0; j < 4; ++j) (v37 + (int64_t)(m) * 4)[j] = t12[j];
     }
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       const int64_t m = gm_dst[p];
@@ -544,21 +540,25 @@ __global__ void __launch_bounds__(128) backward_k9_weight_matmul(real* __restric
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k10_aggregate(const int64_t* __restrict__ gp_usrc_inv, const int64_t* __restrict__ gm_usrc_inv, const int64_t n_usrc, real* __restrict__ v45, real* __restrict__ v37, real* __restrict__ v52, real* __restrict__ v55) {
+__global__ void __launch_bounds__(128) backward_k10_gather_ewise_reshape_aggregate(const int64_t* __restrict__ gp_usrc_inv, const int64_t* __restrict__ gm_usrc_inv, const int64_t n_usrc, const int64_t* __restrict__ ix_dst, real* __restrict__ v30, real* __restrict__ v13, real* __restrict__ v45, real* __restrict__ v52, real* __restrict__ v55) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_usrc; i += (int64_t)gridDim.x * blockDim.x) {
-    real acc2[1];
-    for (int64_t j = 0; j < 1; ++j) acc2[j] = (real)0.0;
-    real acc4[4];
-    for (int64_t j = 0; j < 4; ++j) acc4[j] = (real)0.0;
+    real acc6[1];
+    for (int64_t j = 0; j < 1; ++j) acc6[j] = (real)0.0;
+    real acc7[4];
+    for (int64_t j = 0; j < 4; ++j) acc7[j] = (real)0.0;
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
       const int64_t m = gm_usrc_inv[p];
-      const real* x1 = v45 + (int64_t)(m) * 1;
-      const real* x3 = v37 + (int64_t)(m) * 4;
-      for (int64_t j = 0; j < 1; ++j) acc2[j] += x1[0];
-      for (int64_t j = 0; j < 4; ++j) acc4[j] += x3[j];
+      const real* x1 = v30 + (int64_t)(ix_dst[m]) * 4;
+      const real* x2 = v13 + (int64_t)(m) * 1;
+      real t3[4];
+      for (int64_t j = 0; j < 4; ++j) t3[j] = (x1[j] * x2[0]);
+      const real* t4 = t3;
+      const real* x5 = v45 + (int64_t)(m) * 1;
+      for (int64_t j = 0; j < 1; ++j) acc6[j] += x5[0];
+      for (int64_t j = 0; j < 4; ++j) acc7[j] += t4[j];
     }
-    for (int64_t j = 0; j < 1; ++j) (v52 + (int64_t)(i) * 1)[j] = acc2[0];
-    for (int64_t j = 0; j < 4; ++j) (v55 + (int64_t)(i) * 4)[j] = acc4[j];
+    for (int64_t j = 0; j < 1; ++j) (v52 + (int64_t)(i) * 1)[j] = acc6[0];
+    for (int64_t j = 0; j < 4; ++j) (v55 + (int64_t)(i) * 4)[j] = acc7[j];
   }
 }
 
@@ -764,20 +764,20 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   backward_k1_typed_linear<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[13], (real*)B[5], (real*)B[14], I[0], rows[5], rows[2]);
   backward_k2_gather_typed_linear<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[1], (real*)B[15], I[2], rows[5], rows[3], I[3]);
   backward_k3_sum_to<<<1, 1, 0, stream>>>(rows[0], (real*)B[3], (real*)B[12]);
-  backward_k4_gather_ewise_reshape_sum_to_aggregate_unary<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[4], I[5], rows[0], I[6], (real*)B[13], I[7], (real*)B[3], (real*)B[2], (real*)B[16], (real*)B[14], I[8], (real*)B[15], (real*)B[17]);
-  backward_k5_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[9], I[10], rows[3], (real*)B[17], (real*)B[18]);
-  backward_k6_gather_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[18], (real*)B[19], I[2], rows[5], rows[3], I[3]);
-  backward_k7_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[18], (real*)B[1], (real*)B[20], I[2], rows[5], rows[3], I[3]);
-  backward_k8_weight_matmul<<<gc_blocks(100, 128), 128, 0, stream>>>((real*)B[19], (real*)B[6], (real*)B[21]);
-  backward_k9_weight_matmul<<<gc_blocks(20, 128), 128, 0, stream>>>((real*)B[4], (real*)B[19], (real*)B[11]);
-  backward_k10_aggregate<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(I[11], I[12], rows[2], (real*)B[17], (real*)B[16], (real*)B[22], (real*)B[23]);
-  backward_k11_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[13], (real*)B[22], (real*)B[10], I[0], rows[5], rows[2]);
-  backward_k12_typed_linear_ewise<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[22], (real*)B[5], (real*)B[27], I[0], rows[5], rows[2]);
-  backward_k12_typed_linear_ewise_epilogue<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(rows[2], (real*)B[27], (real*)B[23], (real*)B[24]);
-  backward_k13_gather_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[24], (real*)B[25], I[0], rows[5], rows[2], I[1]);
-  backward_k14_ewise<<<gc_blocks(rows[5], 128), 128, 0, stream>>>(rows[5], (real*)B[21], (real*)B[25], (real*)B[9]);
-  backward_k15_typed_linear_aggregate<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[24], (real*)B[4], (real*)B[26], I[0], rows[5], rows[2], I[1]);
-  backward_k16_ewise<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[20], (real*)B[26], (real*)B[8]);
+  backward_k4_gather_ewise_reshape_sum_to_aggregate_unary<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[4], I[5], rows[0], I[6], (real*)B[13], I[7], (real*)B[3], (real*)B[2], (real*)B[14], I[8], (real*)B[15], (real*)B[16]);
+  backward_k5_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[9], I[10], rows[3], (real*)B[16], (real*)B[17]);
+  backward_k6_gather_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[17], (real*)B[18], I[2], rows[5], rows[3], I[3]);
+  backward_k7_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[17], (real*)B[1], (real*)B[19], I[2], rows[5], rows[3], I[3]);
+  backward_k8_weight_matmul<<<gc_blocks(100, 128), 128, 0, stream>>>((real*)B[18], (real*)B[6], (real*)B[20]);
+  backward_k9_weight_matmul<<<gc_blocks(20, 128), 128, 0, stream>>>((real*)B[4], (real*)B[18], (real*)B[11]);
+  backward_k10_gather_ewise_reshape_aggregate<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(I[11], I[12], rows[2], I[7], (real*)B[3], (real*)B[2], (real*)B[16], (real*)B[21], (real*)B[22]);
+  backward_k11_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[13], (real*)B[21], (real*)B[10], I[0], rows[5], rows[2]);
+  backward_k12_typed_linear_ewise<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[21], (real*)B[5], (real*)B[26], I[0], rows[5], rows[2]);
+  backward_k12_typed_linear_ewise_epilogue<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(rows[2], (real*)B[26], (real*)B[22], (real*)B[23]);
+  backward_k13_gather_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[23], (real*)B[24], I[0], rows[5], rows[2], I[1]);
+  backward_k14_ewise<<<gc_blocks(rows[5], 128), 128, 0, stream>>>(rows[5], (real*)B[20], (real*)B[24], (real*)B[9]);
+  backward_k15_typed_linear_aggregate<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[23], (real*)B[4], (real*)B[25], I[0], rows[5], rows[2], I[1]);
+  backward_k16_ewise<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[19], (real*)B[25], (real*)B[8]);
   return (int)cudaGetLastError();
 }
 
