@@ -26,6 +26,7 @@ from torch import Tensor
 
 from graphcore.codegen.errors import GraphError
 from graphcore.codegen.ir.values import Domain
+from graphcore.grouping import group_by, runs
 
 if TYPE_CHECKING:
     from graphcore.graph import HeteroGraph
@@ -118,7 +119,8 @@ class Layout:
         src = torch.cat(srcs) if srcs else empty
         dst = torch.cat(dsts) if dsts else empty
         etype = torch.cat(etypes) if etypes else empty
-        perm = torch.sort(etype * max(self.num_nodes, 1) + dst, stable=True).indices
+        n = max(self.num_nodes, 1)
+        perm = group_by(etype * n + dst, self.num_relations * n)
         return src[perm], dst[perm], etype[perm], perm
 
     @property
@@ -162,12 +164,12 @@ class Layout:
     @cached_property
     def csr_perm(self) -> Tensor:
         """``[E]`` canonical edge positions sorted by destination (stable)."""
-        return torch.sort(self.dst, stable=True).indices
+        return group_by(self.dst, self.num_nodes)
 
     @cached_property
     def dst_ptr(self) -> Tensor:
         """``[N + 1]`` CSR row pointer over ``csr_perm``."""
-        return segment_ptr(self.dst[self.csr_perm], self.num_nodes)
+        return segment_ptr(self.dst, self.num_nodes)
 
     @cached_property
     def in_degree(self) -> Tensor:
@@ -175,22 +177,34 @@ class Layout:
         return self.dst_ptr.diff()
 
     # ------------------------------------------------------------------ compact maps
-    def _compact(self, node: Tensor) -> CompactMap:
+    def _compact(self, node: Tensor, index_name: str, presorted: bool) -> CompactMap:
+        """The distinct ``(etype, node)`` pairs (``torch.unique``'s result), by one stable
+        grouping of the edges, which is also the group CSR of the pair index ``index_name``
+        (``presorted``: canonical order already sorts the keys)."""
         n = max(self.num_nodes, 1)
-        keys, inverse = torch.unique(self.etype * n + node, sorted=True, return_inverse=True)
-        etype = keys // n
-        return CompactMap(node=keys % n, etype=etype, inverse=inverse,
+        keys = self.etype * n + node
+        order = None if presorted else group_by(keys, self.num_relations * n)
+        values, starts = runs(keys if order is None else keys[order])
+        ranks = torch.repeat_interleave(torch.arange(values.numel(), device=keys.device), starts.diff())
+        if order is None:
+            inverse, order = ranks, torch.arange(keys.numel(), device=keys.device)
+        else:
+            inverse = torch.empty_like(ranks)
+            inverse[order] = ranks
+        self._group_csr[(index_name, values.numel())] = (starts, order)
+        etype = values // n
+        return CompactMap(node=values % n, etype=etype, inverse=inverse,
                           rel_ptr=segment_ptr(etype, self.num_relations))
 
     @cached_property
     def unique_src(self) -> CompactMap:
         """Distinct ``(etype, src)`` pairs (see :class:`CompactMap`)."""
-        return self._compact(self.src)
+        return self._compact(self.src, "usrc_inv", presorted=False)
 
     @cached_property
     def unique_dst(self) -> CompactMap:
         """Distinct ``(etype, dst)`` pairs (see :class:`CompactMap`)."""
-        return self._compact(self.dst)
+        return self._compact(self.dst, "udst_inv", presorted=True)
 
     @cached_property
     def dst_etype_count(self) -> Tensor:
@@ -233,19 +247,19 @@ class Layout:
         a reduction over each group can run in a fixed order without atomics.
         """
         key = (index_name, num_groups)
+        if key in self._group_csr:
+            return self._group_csr[key]
+        if index_name == "dst":
+            self._group_csr[key] = (self.dst_ptr, self.csr_perm)
+            return self._group_csr[key]
+        index = self.index(index_name)  # building a pair map also groups its inverse (usrc_inv, udst_inv)
         if key not in self._group_csr:
-            if index_name == "dst":
-                self._group_csr[key] = (self.dst_ptr, self.csr_perm)
+            if index.numel() < 2 or bool((index[1:] >= index[:-1]).all()):
+                # already grouped (etype: canonical edges are sorted by (etype, dst)): an O(E) check
+                order = torch.arange(index.numel(), device=index.device)
             else:
-                index = self.index(index_name)
-                if index.numel() < 2 or bool((index[1:] >= index[:-1]).all()):
-                    # already grouped (udst_inv, etype: canonical edges are sorted by (etype, dst)):
-                    # an O(E) check instead of an O(E log E) sort
-                    order = torch.arange(index.numel(), device=index.device)
-                    self._group_csr[key] = (segment_ptr(index, num_groups), order)
-                else:
-                    order = torch.sort(index, stable=True).indices
-                    self._group_csr[key] = (segment_ptr(index[order], num_groups), order)
+                order = group_by(index, num_groups)
+            self._group_csr[key] = (segment_ptr(index, num_groups), order)
         return self._group_csr[key]
 
     def constant(self, name: str) -> Tensor:

@@ -117,18 +117,40 @@ def _full(v: Value) -> tuple[int, ...]:
     return ((1,) if v.domain in TYPE_DOMAINS else ()) + v.shape
 
 
+def _einsum_shape(kind, equation: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The result shape of an explicit einsum (``"tkm,tmn->tkn"``), size-1 axes broadcasting.
+
+    Parsed here rather than by running ``torch.einsum`` on meta tensors: that first call imports
+    ``torch._dynamo`` (2-5 s of a model's first call)."""
+    inputs, arrow, output = equation.partition("->")
+    operands = inputs.split(",")
+    if not arrow or len(operands) != len(shapes) or not all(s.isalpha() for s in (*operands, output or "a")):
+        fail(kind, f"einsum '{equation}' must name one axis letter per dimension of each of "
+                   f"{len(shapes)} operands and the result ('ab,bc->ac')")
+    sizes: dict[str, int] = {}
+    for letters, shape in zip(operands, shapes):
+        if len(letters) != len(shape):
+            fail(kind, f"einsum '{equation}' does not apply to shapes {shapes}: '{letters}' has "
+                       f"{len(letters)} axes, the operand {len(shape)}")
+        for letter, size in zip(letters, shape):
+            known = sizes.setdefault(letter, size)
+            if known != size and 1 not in (known, size):
+                fail(kind, f"einsum '{equation}' does not apply to shapes {shapes}: axis '{letter}' is "
+                           f"{known} and {size}")
+            sizes[letter] = max(known, size)
+    missing = [letter for letter in output if letter not in sizes]
+    if missing or len(set(output)) != len(output):
+        fail(kind, f"einsum '{equation}': result axes must be distinct input axes")
+    return tuple(sizes[letter] for letter in output)
+
+
 def _infer_weight_matmul(kind, inputs, attrs):
     a, b = inputs
     domain = Domain(attrs["domain"])
     for v in (a, b):
         if v.domain in ROW_DOMAINS:
             fail(kind, f"operands must be weights, got {v.domain} rows")
-    try:
-        result = torch.einsum(attrs["equation"], torch.empty(_full(a), device="meta"),
-                              torch.empty(_full(b), device="meta"))
-    except RuntimeError as err:
-        fail(kind, f"einsum '{attrs['equation']}' does not apply to {a.shape} and {b.shape}: {err}")
-    shape = tuple(result.shape)
+    shape = _einsum_shape(kind, attrs["equation"], _full(a), _full(b))
     return domain, shape[1:] if domain in TYPE_DOMAINS else shape
 
 
