@@ -24,19 +24,9 @@ from tqdm import tqdm
 import graphcore as gc
 from benchmarks.common import add_common_arguments, environment, median_time, print_environment, print_table, write_json
 from graphcore.datasets.hetero import load
+from graphcore.testing import edge_subset
 
 MODELS = ("rgcn", "rgat", "hgt")
-
-
-def subgraph(g: gc.HeteroGraph, fraction: float, seed: int) -> gc.HeteroGraph:
-    """A random ``fraction`` of every relation's edges (same node types and relations: same schema)."""
-    gen = torch.Generator().manual_seed(seed)
-    edges = {}
-    for relation in g.relations:
-        index = g.edge_index(relation)
-        keep = torch.rand(index.size(1), generator=gen) < fraction
-        edges[relation] = index[:, keep]
-    return gc.HeteroGraph(g.num_nodes_dict, edges)
 
 
 def layer(model: str, g: gc.HeteroGraph, d: int) -> torch.nn.Module:
@@ -65,7 +55,7 @@ def measure(graph: str, model: str, d: int, fractions: list[float], repeats: int
     decided_on_full = decisions(schema_plan)
     rows = []
     for fraction in fractions:
-        sub = subgraph(full, fraction, seed=int(fraction * 1000))
+        sub = edge_subset(full, fraction, seed=int(fraction * 1000))
         x = torch.randn(sub.num_nodes(), d, requires_grad=True)
         kept = median_time(step_fn(schema_plan, sub, x), repeats=repeats).median
         own_plan = gc.compile(copy.deepcopy(base))

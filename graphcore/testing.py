@@ -37,6 +37,17 @@ def random_heterograph(num_nodes: dict[str, int], relations: list[tuple[str, str
     return HeteroGraph(num_nodes, edges)
 
 
+def edge_subset(g: HeteroGraph, fraction: float, seed: int) -> HeteroGraph:
+    """A random ``fraction`` of every relation's edges: the same node types and relations (the
+    same schema, so the same compiled plan), as a sampled batch or an edge split would be."""
+    gen = torch.Generator().manual_seed(seed)
+    edges = {}
+    for relation in g.relations:
+        index = g.edge_index(relation)
+        edges[relation] = index[:, torch.rand(index.size(1), generator=gen) < fraction]
+    return HeteroGraph(g.num_nodes_dict, edges)
+
+
 def edge_case_graphs(seed: int = 0) -> dict[str, HeteroGraph]:
     """Named small graphs covering every case the compiler must get right."""
     schema = [("a", "r0", "b"), ("b", "r1", "a"), ("a", "r2", "a"), ("b", "r3", "c"), ("c", "r4", "b")]

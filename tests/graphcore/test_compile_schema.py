@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import graphcore as gc
-from graphcore.testing import layer_zoo, random_heterograph
+from graphcore.testing import edge_subset, layer_zoo, random_heterograph
 
 SCHEMA = [("a", "r0", "b"), ("b", "r1", "a"), ("a", "r2", "a"), ("b", "r3", "b")]
 FULL = random_heterograph({"a": 30, "b": 20}, SCHEMA, [60, 50, 40, 30], seed=3)
@@ -22,17 +22,6 @@ def builds(fresh_cache):
     return fresh_cache[1]
 
 
-def subgraph(g: gc.HeteroGraph, fraction: float, seed: int) -> gc.HeteroGraph:
-    """A random edge subset of every relation (same node types and relations: same schema)."""
-    gen = torch.Generator().manual_seed(seed)
-    edges = {}
-    for relation in g.relations:
-        index = g.edge_index(relation)
-        keep = torch.rand(index.size(1), generator=gen) < fraction
-        edges[relation] = index[:, keep]
-    return gc.HeteroGraph(g.num_nodes_dict, edges)
-
-
 def _grads(model, out, x, probe):
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.autograd.grad((out * probe).sum(), [x, *params], allow_unused=True)
@@ -43,7 +32,7 @@ def test_twenty_subgraphs_one_schema_one_build(builds, layer):
     model = layer_zoo(FULL)[layer]
     compiled = gc.compile(model, backend="cpu")
     for seed in range(20):
-        g = subgraph(FULL, fraction=0.2 + 0.03 * seed, seed=seed)
+        g = edge_subset(FULL, fraction=0.2 + 0.03 * seed, seed=seed)
         x = torch.randn(g.num_nodes(), model.in_channels)
         x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
         out_eager, out_compiled = model(g, x1), compiled(g, x2)
