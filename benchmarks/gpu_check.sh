@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-echo "== CUDA equality suite and sm_80/sm_90 compile checks"
+echo "== CUDA equality suite (GPU against the reference and against the CPU emulation) and sm_80/sm_90 compile checks"
 timeout 300 "$PY" -m pytest -q tests/codegen/backends/test_cuda_backend.py -s
 echo "== OGB grid on the GPU (compiled CUDA vs graphcore eager vs PyG)"
 timeout 280 "$PY" -m benchmarks.ogb_rgnn --device cuda --dims 64 --systems compiled eager pyg \

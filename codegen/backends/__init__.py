@@ -20,7 +20,7 @@ class Executable(Protocol):
             randoms: dict[str, Tensor] | None = None) -> list[Tensor]: ...
 
 
-BACKENDS = ("torch", "cpu", "cuda")
+BACKENDS = ("torch", "cpu", "cuda", "cuda-emu")
 
 
 def build(backend: str, programs: dict[str, KernelProgram], pool: WorkspacePool) -> dict[str, Executable]:
@@ -39,6 +39,10 @@ def build(backend: str, programs: dict[str, KernelProgram], pool: WorkspacePool)
         from .cuda.executable import build_module as build_cuda
 
         return build_cuda(programs, pool)
+    if backend == "cuda-emu":  # the CUDA translation unit run on the CPU (tests without a GPU)
+        from .cuda_emu.executable import build_module as build_emulated
+
+        return build_emulated(programs, pool)
     raise CompileError(f"unknown backend {backend!r}; available: {list(BACKENDS)}")
 
 

@@ -2,7 +2,8 @@
 
 ``ptxas_report`` compiles a module to a cubin for one architecture and reads ``-Xptxas -v``:
 registers, shared memory and spills per kernel. The test suite runs it for sm_80 and sm_90 on
-machines without a GPU; execution needs ``torch.cuda.is_available()``.
+machines without a GPU; execution needs ``torch.cuda.is_available()`` (backend ``cuda-emu``,
+``codegen/backends/cuda_emu``, runs the same text on the CPU).
 """
 from __future__ import annotations
 

@@ -1,7 +1,14 @@
 // graphcore CUDA prelude: the fixed device code every generated module includes.
+// Kernels are launched through GC_LAUNCH(kernel, grid, block, stream, args...): a real launch
+// under nvcc; with GC_CUDA_EMULATION (backend 'cuda-emu', g++) the emulation header runs it on CPU.
 #pragma once
 #include <cstdint>
+#ifdef GC_CUDA_EMULATION
+#include "gc_emulation.h"
+#else
 #include <cuda_runtime.h>
+#define GC_LAUNCH(kernel, grid, block, stream, ...) kernel<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#endif
 #include <math.h>
 
 template <typename T> __device__ __forceinline__ T gc_relu(T x) { return x > T(0) ? x : T(0); }

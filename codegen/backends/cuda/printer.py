@@ -8,6 +8,9 @@ through their index chain (the gather prologue); a scatter epilogue uses ``atomi
 rows of different blocks can share a target. ``outer``: one block per (type x head, 32x32 weight
 tile) summing its rows in order (no atomics, deterministic). Traversals: one thread per row or
 group, grid-stride; colliding scatter stores are atomic.
+
+Launches go through ``GC_LAUNCH(kernel, grid, block, stream, args...)`` (``prelude.cuh``): ``<<<>>>``
+under nvcc, the CPU emulator of backend ``cuda-emu`` under g++, so both run the same text.
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ class CudaPrinter(CFamilyPrinter):
         with w.block(f"__global__ void __launch_bounds__({threads}) {name}({params})"):
             w.splice(body)
         args = ", ".join(expr for _, expr in self.uses.values())
-        self.launches.append(f"{name}<<<{grid}, {threads}, 0, stream>>>({args});")
+        self.launches.append(f"GC_LAUNCH({name}, {grid}, {threads}, stream{', ' if args else ''}{args});")
 
     def entry(self, w: CodeWriter, names: list[str], symbol: str) -> None:
         with w.block(f'extern "C" int {symbol}(void* const* B, const int64_t* const* I, const int64_t* rows, '

@@ -1,5 +1,6 @@
 """Every generated CUDA kernel compiles for sm_80 and sm_90 (nvcc is here, a GPU may not be);
-with a GPU, the CUDA backend equals the reference backend."""
+with a GPU, the CUDA backend equals the reference backend and the CPU emulation of the same
+text. Without one, ``test_cuda_emu.py`` executes these kernels on the CPU (backend ``cuda-emu``)."""
 import json
 import shutil
 
@@ -58,3 +59,21 @@ def test_cuda_equals_reference(name):
     for a, b in zip(*grads):
         if b is not None:
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", list(layer_zoo(GRAPH)))
+def test_cuda_equals_its_emulation(name):
+    """The GPU and the emulator run the same translation unit: their results agree to fp64 rounding
+    (atomics may add in another order)."""
+    model = layer_zoo(GRAPH)[name]
+    x = torch.randn(GRAPH.num_nodes(), model.in_channels, dtype=torch.float64)
+    results = []
+    for backend, device in (("cuda-emu", "cpu"), ("cuda", "cuda")):
+        m = model.to(device)
+        xi = x.to(device).requires_grad_()
+        out = gc.compile(m, backend=backend)(GRAPH.to(device), xi)
+        grads = torch.autograd.grad(out.pow(2).sum(), [xi, *m.parameters()], allow_unused=True)
+        results.append([t.cpu() for t in (out.detach(), *grads) if t is not None])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)

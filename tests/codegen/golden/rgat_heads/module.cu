@@ -215,11 +215,11 @@ extern "C" int graphcore_forward(void* const* B, const int64_t* const* I, const 
   if (numel[3] != rows[5] * 12) return -4;
   if (numel[4] != 6) return -5;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  forward_k0_gather_typed_linear<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[1], (real*)B[8], I[0], rows[5], rows[2], I[1]);
-  forward_k1_typed_linear<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[8], (real*)B[2], (real*)B[9], I[0], rows[5], rows[2]);
-  forward_k2_weight_matmul<<<gc_blocks(60, 128), 128, 0, stream>>>((real*)B[1], (real*)B[3], (real*)B[6]);
-  forward_k3_gather_typed_linear<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[6], (real*)B[10], I[2], rows[5], rows[3], I[3]);
-  forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[4], I[5], rows[0], (real*)B[4], I[6], (real*)B[9], I[7], (real*)B[10], (real*)B[8], (real*)B[7], (real*)B[5]);
+  GC_LAUNCH(forward_k0_gather_typed_linear, dim3(gc_blocks(rows[2], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[1], (real*)B[8], I[0], rows[5], rows[2], I[1]);
+  GC_LAUNCH(forward_k1_typed_linear, dim3(gc_blocks(rows[2], 32), 1, 1), 64, stream, (real*)B[8], (real*)B[2], (real*)B[9], I[0], rows[5], rows[2]);
+  GC_LAUNCH(forward_k2_weight_matmul, gc_blocks(60, 128), 128, stream, (real*)B[1], (real*)B[3], (real*)B[6]);
+  GC_LAUNCH(forward_k3_gather_typed_linear, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[6], (real*)B[10], I[2], rows[5], rows[3], I[3]);
+  GC_LAUNCH(forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate, gc_blocks(rows[0], 128), 128, stream, I[4], I[5], rows[0], (real*)B[4], I[6], (real*)B[9], I[7], (real*)B[10], (real*)B[8], (real*)B[7], (real*)B[5]);
   return (int)cudaGetLastError();
 }
 
@@ -764,24 +764,24 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   if (numel[6] != rows[5] * 12) return -7;
   if (numel[7] != 6) return -8;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  backward_k0_gather_typed_linear<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[4], (real*)B[13], I[0], rows[5], rows[2], I[1]);
-  backward_k1_typed_linear<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[13], (real*)B[5], (real*)B[14], I[0], rows[5], rows[2]);
-  backward_k2_gather_typed_linear<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[1], (real*)B[15], I[2], rows[5], rows[3], I[3]);
-  backward_k3_sum_to<<<1, 1, 0, stream>>>(rows[0], (real*)B[3], (real*)B[12]);
-  backward_k4_gather_ewise_reshape_sum_to_aggregate_unary<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[4], I[5], rows[0], I[6], (real*)B[13], I[7], (real*)B[3], (real*)B[2], (real*)B[14], I[8], (real*)B[15], (real*)B[16]);
-  backward_k5_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[9], I[10], rows[3], (real*)B[16], (real*)B[17]);
-  backward_k6_gather_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[17], (real*)B[18], I[2], rows[5], rows[3], I[3]);
-  backward_k7_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[17], (real*)B[1], (real*)B[19], I[2], rows[5], rows[3], I[3]);
-  backward_k8_weight_matmul<<<gc_blocks(180, 128), 128, 0, stream>>>((real*)B[18], (real*)B[6], (real*)B[20]);
-  backward_k9_weight_matmul<<<gc_blocks(60, 128), 128, 0, stream>>>((real*)B[4], (real*)B[18], (real*)B[11]);
-  backward_k10_gather_ewise_reshape_aggregate<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(I[11], I[12], rows[2], I[7], (real*)B[3], (real*)B[2], (real*)B[16], (real*)B[21], (real*)B[22]);
-  backward_k11_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[13], (real*)B[21], (real*)B[10], I[0], rows[5], rows[2]);
-  backward_k12_typed_linear_ewise<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[21], (real*)B[5], (real*)B[26], I[0], rows[5], rows[2]);
-  backward_k12_typed_linear_ewise_epilogue<<<gc_blocks(rows[2], 128), 128, 0, stream>>>(rows[2], (real*)B[26], (real*)B[22], (real*)B[23]);
-  backward_k13_gather_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[23], (real*)B[24], I[0], rows[5], rows[2], I[1]);
-  backward_k14_ewise<<<gc_blocks(rows[5], 128), 128, 0, stream>>>(rows[5], (real*)B[20], (real*)B[24], (real*)B[9]);
-  backward_k15_typed_linear_aggregate<<<dim3(gc_blocks(rows[2], 32), 1, 1), 64, 0, stream>>>((real*)B[23], (real*)B[4], (real*)B[25], I[0], rows[5], rows[2], I[1]);
-  backward_k16_ewise<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[19], (real*)B[25], (real*)B[8]);
+  GC_LAUNCH(backward_k0_gather_typed_linear, dim3(gc_blocks(rows[2], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[4], (real*)B[13], I[0], rows[5], rows[2], I[1]);
+  GC_LAUNCH(backward_k1_typed_linear, dim3(gc_blocks(rows[2], 32), 1, 1), 64, stream, (real*)B[13], (real*)B[5], (real*)B[14], I[0], rows[5], rows[2]);
+  GC_LAUNCH(backward_k2_gather_typed_linear, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[1], (real*)B[15], I[2], rows[5], rows[3], I[3]);
+  GC_LAUNCH(backward_k3_sum_to, 1, 1, stream, rows[0], (real*)B[3], (real*)B[12]);
+  GC_LAUNCH(backward_k4_gather_ewise_reshape_sum_to_aggregate_unary, gc_blocks(rows[0], 128), 128, stream, I[4], I[5], rows[0], I[6], (real*)B[13], I[7], (real*)B[3], (real*)B[2], (real*)B[14], I[8], (real*)B[15], (real*)B[16]);
+  GC_LAUNCH(backward_k5_aggregate, gc_blocks(rows[3], 128), 128, stream, I[9], I[10], rows[3], (real*)B[16], (real*)B[17]);
+  GC_LAUNCH(backward_k6_gather_typed_outer, dim3((rows[5]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[17], (real*)B[18], I[2], rows[5], rows[3], I[3]);
+  GC_LAUNCH(backward_k7_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[17], (real*)B[1], (real*)B[19], I[2], rows[5], rows[3], I[3]);
+  GC_LAUNCH(backward_k8_weight_matmul, gc_blocks(180, 128), 128, stream, (real*)B[18], (real*)B[6], (real*)B[20]);
+  GC_LAUNCH(backward_k9_weight_matmul, gc_blocks(60, 128), 128, stream, (real*)B[4], (real*)B[18], (real*)B[11]);
+  GC_LAUNCH(backward_k10_gather_ewise_reshape_aggregate, gc_blocks(rows[2], 128), 128, stream, I[11], I[12], rows[2], I[7], (real*)B[3], (real*)B[2], (real*)B[16], (real*)B[21], (real*)B[22]);
+  GC_LAUNCH(backward_k11_typed_outer, dim3((rows[5]) * 1, 1, 1), 64, stream, (real*)B[13], (real*)B[21], (real*)B[10], I[0], rows[5], rows[2]);
+  GC_LAUNCH(backward_k12_typed_linear_ewise, dim3(gc_blocks(rows[2], 32), 1, 1), 64, stream, (real*)B[21], (real*)B[5], (real*)B[26], I[0], rows[5], rows[2]);
+  GC_LAUNCH(backward_k12_typed_linear_ewise_epilogue, gc_blocks(rows[2], 128), 128, stream, rows[2], (real*)B[26], (real*)B[22], (real*)B[23]);
+  GC_LAUNCH(backward_k13_gather_typed_outer, dim3((rows[5]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[23], (real*)B[24], I[0], rows[5], rows[2], I[1]);
+  GC_LAUNCH(backward_k14_ewise, gc_blocks(rows[5], 128), 128, stream, rows[5], (real*)B[20], (real*)B[24], (real*)B[9]);
+  GC_LAUNCH(backward_k15_typed_linear_aggregate, dim3(gc_blocks(rows[2], 32), 1, 1), 64, stream, (real*)B[23], (real*)B[4], (real*)B[25], I[0], rows[5], rows[2], I[1]);
+  GC_LAUNCH(backward_k16_ewise, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[19], (real*)B[25], (real*)B[8]);
   return (int)cudaGetLastError();
 }
 

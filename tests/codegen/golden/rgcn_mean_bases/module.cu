@@ -148,12 +148,12 @@ extern "C" int graphcore_forward(void* const* B, const int64_t* const* I, const 
   if (numel[3] != 24) return -4;
   if (numel[4] != 4) return -5;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  forward_k0_weight_matmul<<<gc_blocks(120, 128), 128, 0, stream>>>((real*)B[1], (real*)B[2], (real*)B[7]);
-  forward_k1_gather_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[0], I[1], rows[3], I[2], (real*)B[0], (real*)B[6]);
-  forward_k2_typed_linear_ewise_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[6], (real*)B[7], (real*)B[10], I[3], rows[5], rows[3]);
-  forward_k2_typed_linear_ewise_aggregate_epilogue<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(rows[3], (real*)B[10], (real*)B[8], I[4], (real*)B[9]);
-  forward_k3_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[3], (real*)B[11], rows[0]);
-  forward_k3_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[11], (real*)B[9], (real*)B[4], (real*)B[5]);
+  GC_LAUNCH(forward_k0_weight_matmul, gc_blocks(120, 128), 128, stream, (real*)B[1], (real*)B[2], (real*)B[7]);
+  GC_LAUNCH(forward_k1_gather_aggregate, gc_blocks(rows[3], 128), 128, stream, I[0], I[1], rows[3], I[2], (real*)B[0], (real*)B[6]);
+  GC_LAUNCH(forward_k2_typed_linear_ewise_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[6], (real*)B[7], (real*)B[10], I[3], rows[5], rows[3]);
+  GC_LAUNCH(forward_k2_typed_linear_ewise_aggregate_epilogue, gc_blocks(rows[3], 128), 128, stream, rows[3], (real*)B[10], (real*)B[8], I[4], (real*)B[9]);
+  GC_LAUNCH(forward_k3_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[3], (real*)B[11], rows[0]);
+  GC_LAUNCH(forward_k3_typed_linear_ewise_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[11], (real*)B[9], (real*)B[4], (real*)B[5]);
   return (int)cudaGetLastError();
 }
 
@@ -390,16 +390,16 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   if (numel[6] != 24) return -7;
   if (numel[7] != 4) return -8;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  backward_k0_sum_to<<<1, 1, 0, stream>>>(rows[0], (real*)B[3], (real*)B[12]);
-  backward_k1_typed_outer<<<dim3((1) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[3], (real*)B[11], rows[0]);
-  backward_k2_gather_ewise<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(rows[3], I[0], (real*)B[3], (real*)B[13], (real*)B[14]);
-  backward_k3_typed_linear<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[14], (real*)B[2], (real*)B[15], I[1], rows[5], rows[3]);
-  backward_k4_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[1], (real*)B[14], (real*)B[16], I[1], rows[5], rows[3]);
-  backward_k5_gather_aggregate<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[2], I[3], rows[0], I[4], (real*)B[15], (real*)B[17]);
-  backward_k6_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[3], (real*)B[6], (real*)B[18], rows[0]);
-  backward_k6_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[18], (real*)B[17], (real*)B[8]);
-  backward_k7_weight_matmul<<<gc_blocks(10, 128), 128, 0, stream>>>((real*)B[16], (real*)B[5], (real*)B[9]);
-  backward_k8_weight_matmul<<<gc_blocks(48, 128), 128, 0, stream>>>((real*)B[4], (real*)B[16], (real*)B[10]);
+  GC_LAUNCH(backward_k0_sum_to, 1, 1, stream, rows[0], (real*)B[3], (real*)B[12]);
+  GC_LAUNCH(backward_k1_typed_outer, dim3((1) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[3], (real*)B[11], rows[0]);
+  GC_LAUNCH(backward_k2_gather_ewise, gc_blocks(rows[3], 128), 128, stream, rows[3], I[0], (real*)B[3], (real*)B[13], (real*)B[14]);
+  GC_LAUNCH(backward_k3_typed_linear, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[14], (real*)B[2], (real*)B[15], I[1], rows[5], rows[3]);
+  GC_LAUNCH(backward_k4_typed_outer, dim3((rows[5]) * 1, 1, 1), 64, stream, (real*)B[1], (real*)B[14], (real*)B[16], I[1], rows[5], rows[3]);
+  GC_LAUNCH(backward_k5_gather_aggregate, gc_blocks(rows[0], 128), 128, stream, I[2], I[3], rows[0], I[4], (real*)B[15], (real*)B[17]);
+  GC_LAUNCH(backward_k6_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[3], (real*)B[6], (real*)B[18], rows[0]);
+  GC_LAUNCH(backward_k6_typed_linear_ewise_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[18], (real*)B[17], (real*)B[8]);
+  GC_LAUNCH(backward_k7_weight_matmul, gc_blocks(10, 128), 128, stream, (real*)B[16], (real*)B[5], (real*)B[9]);
+  GC_LAUNCH(backward_k8_weight_matmul, gc_blocks(48, 128), 128, stream, (real*)B[4], (real*)B[16], (real*)B[10]);
   return (int)cudaGetLastError();
 }
 

@@ -128,10 +128,10 @@ extern "C" int graphcore_forward(void* const* B, const int64_t* const* I, const 
   if (numel[2] != 30) return -3;
   if (numel[3] != 5) return -4;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  forward_k0_gather_aggregate<<<gc_blocks(rows[3], 128), 128, 0, stream>>>(I[0], I[1], rows[3], I[2], (real*)B[0], (real*)B[5]);
-  forward_k1_typed_linear_aggregate<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[5], (real*)B[1], (real*)B[6], I[3], rows[5], rows[3], I[4]);
-  forward_k2_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[2], (real*)B[7], rows[0]);
-  forward_k2_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[7], (real*)B[6], (real*)B[3], (real*)B[4]);
+  GC_LAUNCH(forward_k0_gather_aggregate, gc_blocks(rows[3], 128), 128, stream, I[0], I[1], rows[3], I[2], (real*)B[0], (real*)B[5]);
+  GC_LAUNCH(forward_k1_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[5], (real*)B[1], (real*)B[6], I[3], rows[5], rows[3], I[4]);
+  GC_LAUNCH(forward_k2_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[2], (real*)B[7], rows[0]);
+  GC_LAUNCH(forward_k2_typed_linear_ewise_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[7], (real*)B[6], (real*)B[3], (real*)B[4]);
   return (int)cudaGetLastError();
 }
 
@@ -338,13 +338,13 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   if (numel[4] != 30) return -5;
   if (numel[5] != 5) return -6;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  backward_k0_sum_to<<<1, 1, 0, stream>>>(rows[0], (real*)B[2], (real*)B[9]);
-  backward_k1_typed_outer<<<dim3((1) * 1, 1, 1), 64, 0, stream>>>((real*)B[0], (real*)B[2], (real*)B[8], rows[0]);
-  backward_k2_gather_typed_linear<<<dim3(gc_blocks(rows[3], 32), 1, 1), 64, 0, stream>>>((real*)B[2], (real*)B[3], (real*)B[10], I[0], rows[5], rows[3], I[1]);
-  backward_k3_gather_typed_outer<<<dim3((rows[5]) * 1, 1, 1), 64, 0, stream>>>((real*)B[1], (real*)B[2], (real*)B[7], I[0], rows[5], rows[3], I[1]);
-  backward_k4_gather_aggregate<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(I[2], I[3], rows[0], I[4], (real*)B[10], (real*)B[11]);
-  backward_k5_typed_linear_ewise<<<dim3(gc_blocks(rows[0], 32), 1, 1), 64, 0, stream>>>((real*)B[2], (real*)B[4], (real*)B[12], rows[0]);
-  backward_k5_typed_linear_ewise_epilogue<<<gc_blocks(rows[0], 128), 128, 0, stream>>>(rows[0], (real*)B[12], (real*)B[11], (real*)B[6]);
+  GC_LAUNCH(backward_k0_sum_to, 1, 1, stream, rows[0], (real*)B[2], (real*)B[9]);
+  GC_LAUNCH(backward_k1_typed_outer, dim3((1) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[2], (real*)B[8], rows[0]);
+  GC_LAUNCH(backward_k2_gather_typed_linear, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[2], (real*)B[3], (real*)B[10], I[0], rows[5], rows[3], I[1]);
+  GC_LAUNCH(backward_k3_gather_typed_outer, dim3((rows[5]) * 1, 1, 1), 64, stream, (real*)B[1], (real*)B[2], (real*)B[7], I[0], rows[5], rows[3], I[1]);
+  GC_LAUNCH(backward_k4_gather_aggregate, gc_blocks(rows[0], 128), 128, stream, I[2], I[3], rows[0], I[4], (real*)B[10], (real*)B[11]);
+  GC_LAUNCH(backward_k5_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[2], (real*)B[4], (real*)B[12], rows[0]);
+  GC_LAUNCH(backward_k5_typed_linear_ewise_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[12], (real*)B[11], (real*)B[6]);
   return (int)cudaGetLastError();
 }
 
