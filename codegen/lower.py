@@ -53,6 +53,7 @@ class _Emitter:
     group_index: str | None
     stmts: list[tuple[str, int, Stmt]] = field(default_factory=list)  # (level, phase or loop, stmt)
     env: dict[int, _Var | _Load] = field(default_factory=dict)
+    loads: dict[int, _Load] = field(default_factory=dict)  # buffer reads, kept after a var holds one row of them
     counter: int = 0
 
     def fresh(self, hint: str = "t") -> str:
@@ -82,6 +83,7 @@ class _Emitter:
                 self.env[v.id] = var
                 return var
             entry = _Load(self.lowering.buffer_for(v), (), v.domain)
+        self.loads[v.id] = entry
         level = self.level_of(v.domain)
         var = _Var(self.fresh("x"), level, 0)
         access = Access(entry.buffer, entry.chain, "member" if level == "member" else level)
@@ -128,7 +130,8 @@ class _Emitter:
     def gather(self, op: Op) -> None:
         (x,) = op.inputs
         index = op.attr("index")
-        entry = self.env.get(x.id)
+        # A buffer this kernel already read at its own row is still gathered along ``index``.
+        entry = self.loads.get(x.id) or self.env.get(x.id)
         if entry is None and x.id not in self.lowering.consts:
             entry = _Load(self.lowering.buffer_for(x), (), x.domain)
         if isinstance(entry, _Load):

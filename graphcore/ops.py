@@ -92,7 +92,7 @@ def typed_linear(g: HeteroGraph, x: Tensor, weight: Tensor, *, by: TypeKey, bias
         raise GraphError(f"typed_linear: weight has {weight.size(0)} types but the graph has {num_types} "
                          f"{'node types' if by == 'ntype' else 'relations'}")
     if weight.dim() == 3:
-        x = x.reshape(x.size(0), -1)
+        x = x.flatten(1)  # not reshape(M, -1): that cannot infer -1 when M = 0 (a graph without edges)
         if x.size(1) != weight.size(1):
             raise GraphError(f"typed_linear: input rows have {x.size(1)} features, weight expects {weight.size(1)}")
     elif weight.dim() == 4:
@@ -115,7 +115,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """
     if weight.dim() != 2 or x.dim() < 2:
         raise GraphError(f"linear: expected x [M, K] and weight [K, N], got {list(x.shape)} and {list(weight.shape)}")
-    x = x.reshape(x.size(0), -1)
+    x = x.flatten(1)
     if x.size(1) != weight.size(0):
         raise GraphError(f"linear: input rows have {x.size(1)} features, weight expects {weight.size(0)}")
     out = x @ weight
@@ -248,7 +248,7 @@ def merge_heads(x: Tensor) -> Tensor:
     """``[M, H, F] -> [M, H*F]``."""
     if x.dim() != 3:
         raise GraphError(f"merge_heads: expected [M, H, F], got {list(x.shape)}")
-    return x.reshape(x.size(0), -1)
+    return x.flatten(1)
 
 
 @traceable

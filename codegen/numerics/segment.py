@@ -32,9 +32,13 @@ def segment_matmul(x: Tensor, weight: Tensor, ptr: list[int]) -> Tensor:
     # split/unbind (not slicing in a loop): their backward assembles one gradient instead of
     # adding a full-size zero tensor per segment
     sizes = [ptr[t + 1] - ptr[t] for t in range(weight.size(0))]
-    outs = [torch.einsum("mhk,hkn->mhn", rows, w) if per_head else rows @ w
-            for rows, w in zip(torch.split(x, sizes), weight.unbind(0)) if rows.size(0)]
+    def product(rows: Tensor, w: Tensor) -> Tensor:
+        return torch.einsum("mhk,hkn->mhn", rows, w) if per_head else rows @ w
+
+    outs = [product(rows, w) for rows, w in zip(torch.split(x, sizes), weight.unbind(0)) if rows.size(0)]
     if not outs:
+        if weight.size(0):  # no rows: an empty product, still in autograd's graph (zero gradients)
+            return product(x, weight[0])
         shape = (x.size(0), x.size(1), weight.size(-1)) if per_head else (x.size(0), weight.size(-1))
         return x.new_zeros(shape)
     return torch.cat(outs, dim=0)

@@ -19,7 +19,7 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -36,8 +36,6 @@ EWISE = ("add", "sub", "mul", "div")
 OPS = ("linear", "typed_linear", "gather", "gather_param", "unary", "ewise", "scale", "split_heads",
        "merge_heads", "dot", "edge_softmax", "aggregate", "edge_data")
 WIDTHS = (1, 2, 3, 4, 6)
-ROW_LOCAL = ("linear", "unary", "ewise", "scale", "split_heads", "merge_heads", "dot")
-AVOID_KNOWN_BUGS = True  # random programs steer clear of the open bugs (their regression tests xfail)
 
 
 class Program(nn.Module):
@@ -58,20 +56,12 @@ class Program(nn.Module):
             self.weights[name] = nn.Parameter(0.5 * torch.randn(*shape, generator=self._creating))
         return self.weights[name]
 
-    def avoid_known_bug(self, t: torch.Tensor, compactable: bool = False) -> None:
-        """While the regression tests of open bugs are expected failures, draw around them:
-        ``test_regression_linear_of_zero_rows`` and ``test_regression_compact_moves_a_reshape``."""
-        eager = not hasattr(t, "__graphcore_trace__")  # the first runs, not tracing
-        if AVOID_KNOWN_BUGS and eager and (t.shape[0] == 0 or compactable):
-            assume(False)
-
     def forward(self, g: HeteroGraph, x: torch.Tensor) -> torch.Tensor:
         T, R = len(g.node_types), len(g.relations)
         values = [("node", x)]
         # positions in `values` (not tensor ids: an eager identity returns its input itself)
         used = set()  # of the values some step read
         read: list[int] = []  # of what the current step read
-        per_pair = set()  # of edge values computed from gathered node rows alone (compact can move them)
 
         def pick(i: int, accept) -> tuple[str, torch.Tensor] | None:
             ok = [n for n, v in enumerate(values) if accept(*v)]
@@ -90,15 +80,12 @@ class Program(nn.Module):
                 got = pick(i, lambda kind, t: t.dim() == 2)
                 if got:
                     kind, t = got
-                    self.avoid_known_bug(t)
                     bias = self.param(name + "b", WIDTHS[k % 5]) if j % 2 else None
                     out = kind, ops.linear(t, self.param(name, t.shape[1], WIDTHS[k % 5]), bias)
             elif op == "typed_linear":
                 got = pick(i, lambda kind, t: True)
                 if got:
                     kind, t = got
-                    if t.dim() == 2:
-                        self.avoid_known_bug(t)
                     types, by = (T, "ntype") if kind == "node" else (R, "etype")
                     width = WIDTHS[k % 5]
                     shape = (types, *t.shape[1:], width)  # [types, K, N] or per head [types, H, K, N]
@@ -135,12 +122,10 @@ class Program(nn.Module):
                 heads = 2 + k % 2
                 got = pick(i, lambda kind, t: t.dim() == 2 and t.shape[1] % heads == 0)
                 if got:
-                    self.avoid_known_bug(got[1], compactable=read[-1] in per_pair)
                     out = got[0], ops.split_heads(got[1], heads)
             elif op == "merge_heads":
                 got = pick(i, lambda kind, t: t.dim() == 3)
                 if got:
-                    self.avoid_known_bug(got[1], compactable=read[-1] in per_pair)
                     out = got[0], ops.merge_heads(got[1])
             elif op == "dot":
                 got = pick(i, lambda kind, t: True)
@@ -162,8 +147,6 @@ class Program(nn.Module):
                 out = "edge", ops.edge_data(g, "w")
             if out is not None:
                 values.append(out)
-                if op == "gather" or (op in ROW_LOCAL and read and all(at in per_pair for at in read)):
-                    per_pair.add(len(values) - 1)
 
         def as_node_rows(kind: str, t: torch.Tensor) -> torch.Tensor:
             t = ops.aggregate(g, t, reduce="sum") if kind == "edge" else t
@@ -269,32 +252,22 @@ def empty_graph() -> HeteroGraph:
                        edge_data={"w": {("t0", "r0", "t0"): torch.zeros(0)}})
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="graphcore.ops.linear/typed_linear flatten rows with x.reshape(x.size(0), -1), "
-                   "which raises for zero rows (an edge value on a graph without edges), even eagerly")
 @pytest.mark.parametrize("op", ["linear", "typed_linear"])
-def test_regression_linear_of_zero_rows(op, monkeypatch):
-    monkeypatch.setitem(globals(), "AVOID_KNOWN_BUGS", False)
+def test_regression_linear_of_zero_rows(op):
     check([("gather", 0, 0, 0), (op, 1, 0, 0)], (empty_graph(),))
 
 
-@pytest.mark.xfail(strict=True, raises=gc.CompileError, reason="the VJP of a reshape always sets domain=<its "
-                   "input's domain>; compact moves that reshape onto the (dst, etype) pair domain with its "
-                   "attributes unchanged and the type check refuses 'udst -> edge' (training plans only)")
 @pytest.mark.parametrize("graph", ["one_relation", "mixed"])
-def test_regression_compact_moves_a_reshape(graph, monkeypatch):
+def test_regression_compact_moves_a_reshape(graph):
     """merge_heads(aggregate(split_heads(gather(x, by="dst"), 2))) with gradients."""
     from graphcore.testing import edge_case_graphs
 
-    monkeypatch.setitem(globals(), "AVOID_KNOWN_BUGS", False)
     g = edge_case_graphs()[graph]
     g = HeteroGraph({t: g.num_nodes(t) for t in g.node_types}, {r: g.edge_index(r) for r in g.relations},
                     edge_data={"w": {r: torch.ones(g.num_edges(r)) for r in g.relations}})
     check([("gather", 0, 0, 0), ("split_heads", 1, 0, 0)], (g,), in_channels=2)
 
 
-@pytest.mark.xfail(strict=True, raises=gc.CompileError, reason="fuse puts gather[src] of a value into the kernel "
-                   "that computes the value; lowering refuses it ('gather[src] of a value computed in the same "
-                   "kernel (internal fusion error)'), training plans, default passes or fuse alone")
 def test_regression_fuse_gathers_a_value_of_its_own_kernel():
     """h = x W0; out = merge_heads(split_heads(h, 2)) + dot(x W1, x W1) + dot(s, s), s = aggregate(gather(h, src))."""
     from graphcore.testing import edge_case_graphs

@@ -136,7 +136,10 @@ def _evaluate_reshape(op, args, layout, generator):
 
 def _vjp_reshape(b, op, g):
     (x,) = op.inputs
-    return [b.emit(OpKind.RESHAPE, (g,), shape=x.shape, domain=str(x.domain))]
+    # Name the domain only where it changes (a weight reinterpreted): a row reshape must stay
+    # free to follow its rows when compaction moves them onto (node, relation) pairs.
+    extra = {} if x.domain == g.domain else {"domain": str(x.domain)}
+    return [b.emit(OpKind.RESHAPE, (g,), shape=x.shape, **extra)]
 
 
 def _emit_reshape(em, op):
