@@ -1,9 +1,12 @@
-r"""Traffic speed series on sensor graphs: loaders, windows, splits and scaling.
+r"""Traffic series on sensor graphs: loaders, windows, splits and scaling.
 
+A series is a speed (Los-loop, METR-LA) or a count (bus boardings, vehicle volumes, bike trips);
+what it measures travels with it (:attr:`TrafficSeries.quantity`, :attr:`TrafficSeries.unit`).
 Three on-disk layouts are read into one :class:`TrafficSeries`:
 
-* ``.npz``: the project's archive (``speed`` [T, N], ``timestamps``, ``sensor_ids``, ``lat``,
-  ``lon``, ``adj`` [N, N] or a distance edge list ``edge_src``/``edge_dst``/``edge_cost``);
+* ``.npz``: the project's archive (``values`` [T, N] with ``quantity`` and ``unit``, or the older
+  ``speed`` [T, N]; ``timestamps``, ``sensor_ids``, ``lat``, ``lon``, ``adj`` [N, N] or a distance
+  edge list ``edge_src``/``edge_dst``/``edge_cost``);
 * the DCRNN layout: an ``.h5`` written by ``pandas.DataFrame.to_hdf`` (a ``DatetimeIndex`` and
   one column per sensor id) plus ``adj_mx.pkl``, a pickle of
   ``[sensor_ids, sensor_id_to_ind, adj_mx]`` (Python-2 pickles need ``encoding='latin1'``);
@@ -13,7 +16,9 @@ Three on-disk layouts are read into one :class:`TrafficSeries`:
 The conventions of the field (DCRNN, Graph WaveNet, BasicTS) are followed: windows are split
 70/10/20 chronologically *by window count*, the z-score is fitted on the steps that training
 inputs cover (never on validation or test steps), and entries equal to ``missing_value`` (0.0)
-are missing.
+are missing. In count data 0 is often a real count: ``missing_value=None`` masks nothing.
+Data sets are found by name (:func:`resolve_dataset`): the bundled ones, then
+``../shared/datasets/traffic/<name>/<name>.npz`` beside the checkout.
 """
 from __future__ import annotations
 
@@ -34,21 +39,27 @@ from graphcore.datasets.text import undecodable_at
 
 LOS_LOOP = DATA_DIR / "los_loop.npz"
 """Los-loop (T-GCN): the first week of METR-LA, 207 sensors at 5 minutes, bundled."""
+SHARED_TRAFFIC = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "traffic"
+"""Where the longer real series live beside a checkout (``<name>/<name>.npz``); absent in a clone."""
 
 
 @dataclass(frozen=True)
 class TrafficSeries:
-    """A speed series on a sensor graph, validated on construction.
+    """A series on a sensor graph, validated on construction.
 
     Args:
-        speed: ``[T, N]`` float32 readings; row = time step, column = sensor.
+        speed: ``[T, N]`` float32 readings; row = time step, column = sensor. Despite the name
+            (kept for the readers of the first archives), any ``quantity``: a speed or a count.
         timestamps: ``[T]`` ``datetime64[s]``, evenly spaced.
         sensor_ids: ``[N]`` sensor ids as strings, in column order.
         adjacency: ``[N, N]`` non-negative weights; ``adjacency[i, j]`` weights edge i → j.
         lat: ``[N]`` latitudes in degrees, or ``None``.
         lon: ``[N]`` longitudes in degrees, or ``None``.
-        missing_value: readings equal to it are missing (0.0 in METR-LA and PEMS-BAY).
+        missing_value: readings equal to it are missing (0.0 in METR-LA and PEMS-BAY), or
+            ``None``: nothing is missing (count data where 0 is a real count).
         name: a label for messages and plots.
+        quantity: what the readings measure (``speed``, ``volume``, ``passenger_inflow``, ...).
+        unit: their unit, for tables and plots (``mph``, ``vehicles per 15 min``, ...).
 
     Raises:
         GraphError: NaN/inf readings, an adjacency whose size is not the number of sensors,
@@ -61,8 +72,10 @@ class TrafficSeries:
     adjacency: np.ndarray
     lat: np.ndarray | None = None
     lon: np.ndarray | None = None
-    missing_value: float = 0.0
+    missing_value: float | None = 0.0
     name: str = "traffic"
+    quantity: str = "speed"
+    unit: str = "mph"
 
     def __post_init__(self) -> None:
         speed, adj = self.speed, self.adjacency
@@ -110,8 +123,15 @@ class TrafficSeries:
 
     @property
     def mask(self) -> np.ndarray:
-        """``[T, N]`` bool, True where a reading is observed."""
+        """``[T, N]`` bool, True where a reading is observed (everywhere when ``missing_value`` is None)."""
+        if self.missing_value is None:
+            return np.ones(self.speed.shape, dtype=bool)
         return self.speed != self.missing_value
+
+    @property
+    def is_count(self) -> bool:
+        """Whether the readings are counts (anything but a speed), where 0 can be a real reading."""
+        return self.quantity != "speed"
 
     @property
     def interval_minutes(self) -> float:
@@ -267,6 +287,27 @@ class ZScore:
         return values * self.std + self.mean
 
 
+def resolve_dataset(name: str) -> Path:
+    """The archive of a data set given by name or path.
+
+    Tried in order: ``name`` as a path (a file, or a folder holding ``<folder name>.npz``); the
+    bundled ``datasets/data/<name>.npz``; ``../shared/datasets/traffic/<name>/<name>.npz``
+    (:data:`SHARED_TRAFFIC`).
+
+    Raises:
+        GraphError: nothing found; the message lists the places tried and the names available.
+    """
+    path = Path(name).expanduser()
+    candidates = [path, path / f"{path.name}.npz", DATA_DIR / f"{name}.npz", SHARED_TRAFFIC / name / f"{name}.npz"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    known = sorted({"los_loop", *(d.name for d in SHARED_TRAFFIC.glob("*") if (d / f"{d.name}.npz").is_file()
+                                  and not d.name.endswith("_graph"))})
+    raise GraphError(f"no traffic data set {name!r}: tried {', '.join(str(c) for c in candidates)}; "
+                     f"known names: {', '.join(known)}")
+
+
 def load_traffic(path: str | Path, adjacency_path: str | Path | None = None,
                  adjacency_key: str = "adj") -> TrafficSeries:
     """Read a series with its graph, choosing the reader by suffix.
@@ -299,14 +340,18 @@ def load_traffic(path: str | Path, adjacency_path: str | Path | None = None,
 def load_npz(path: str | Path, adjacency_key: str = "adj") -> TrafficSeries:
     """Read the project's ``.npz`` archive (see ``shared/datasets/traffic/README.md``).
 
-    The adjacency is ``z[adjacency_key]``; an archive without it but with a distance list
-    (``edge_src``, ``edge_dst``, ``edge_cost``) gets :func:`gaussian_kernel_adjacency`.
+    The series is ``values`` (with ``quantity`` and ``unit``) or, in the first archives,
+    ``speed`` (in mph). The adjacency is ``z[adjacency_key]``; an archive without it but with a
+    distance list (``edge_src``, ``edge_dst``, ``edge_cost``) gets :func:`gaussian_kernel_adjacency`.
     """
     path = Path(path)
     with _open_npz(path) as z:
-        if "speed" not in z.files:
-            raise GraphError(f"{path}: no 'speed' array (a graph-only archive?); keys: {sorted(z.files)}")
-        speed = z["speed"].astype(np.float32)
+        key = "values" if "values" in z.files else "speed"
+        if key not in z.files:
+            raise GraphError(f"{path}: no 'values' or 'speed' array (a graph-only archive?); keys: {sorted(z.files)}")
+        speed = z[key].astype(np.float32)
+        quantity = str(z["quantity"]) if "quantity" in z.files else "speed"
+        unit = str(z["unit"]) if "unit" in z.files else ("mph" if quantity == "speed" else "")
         ids = z["sensor_ids"].astype(str) if "sensor_ids" in z.files else np.arange(speed.shape[1]).astype(str)
         if adjacency_key in z.files:
             adj = z[adjacency_key].astype(np.float32)
@@ -319,7 +364,7 @@ def load_npz(path: str | Path, adjacency_key: str = "adj") -> TrafficSeries:
             adjacency=adj, lat=z["lat"] if "lat" in z.files else None,
             lon=z["lon"] if "lon" in z.files else None,
             missing_value=float(z["missing_value"]) if "missing_value" in z.files else 0.0,
-            name=path.stem)
+            name=path.stem, quantity=quantity, unit=unit)
 
 
 class _CheckedNpz:

@@ -20,8 +20,14 @@ mode           sensor ↔ sensor block             every block touching a virtua
 =============  ================================  ==================================
 
 With ``n_virtual = 0``, ``semi`` equals ``distance``.
+
+This dense ``[N+n_v]²`` form is the reference of the graph form the model runs,
+:class:`~tasks.traffic.spatial.GraphSpatial` (tests compare the two, and
+``benchmarks/traffic_scale.py`` times both); it costs O((N+n_v)²) memory and time per diffusion step.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +64,28 @@ def transition_matrices(adj: Tensor) -> tuple[Tensor, Tensor]:
     p_fwd = adj / out_deg.clamp_min(1e-12)
     p_bwd = adj.t() / in_deg.clamp_min(1e-12)
     return p_fwd, p_bwd
+
+
+class DenseSupports:
+    """Both diffusion directions as dense transition matrices (the reference of
+    :class:`~tasks.traffic.spatial.GraphSupports`)."""
+
+    def __init__(self, p_fwd: Tensor, p_bwd: Tensor):
+        self.matrices = (p_fwd, p_bwd)
+
+    def diffuse(self, direction: int, ys: Sequence[Tensor]) -> Tensor:
+        """``P (y_1 + P (y_2 + ...))`` with ``P`` = ``P_fwd`` (``direction`` 0) or ``P_bwd`` (1);
+        ``ys[k]: [M, ...]`` node-major."""
+        p = self.matrices[direction]
+        h = ys[-1]
+        for y in reversed(ys[:-1]):
+            h = y + propagate(p, h)
+        return propagate(p, h)
+
+
+def propagate(p: Tensor, h: Tensor) -> Tensor:
+    """``(P h)[i] = sum_j P[i, j] h[j]`` over the leading node axis, as one matrix product."""
+    return (p @ h.reshape(h.shape[0], -1)).view(p.shape[0], *h.shape[1:])
 
 
 class VirtualNodeAdjacency(nn.Module):
@@ -124,6 +152,10 @@ class VirtualNodeAdjacency(nn.Module):
         if self.emb1 is None:
             return self.fixed
         return torch.where(self.learned, self.adaptive(), self.fixed)
+
+    def supports(self) -> DenseSupports:
+        """The two random-walk transition matrices of this adjacency."""
+        return DenseSupports(*transition_matrices(self.forward()))
 
     def virtual_edge_weights(self) -> Tensor:
         """``[n_v, N]`` weight between each virtual node and each sensor, both directions summed

@@ -180,7 +180,8 @@ def fit_seasonal_prior(series: TrafficSeries, split: WindowSplit, n_types: int =
                        clip: bool = True) -> SeasonalPrior:
     """Fit the profile, the decay and the bounds on the training split.
 
-    With ``smoothing=None`` the width is the one of :data:`SMOOTHING_CANDIDATES` whose prior has
+    With ``smoothing=None`` the width is the one of :data:`SMOOTHING_CANDIDATES` (at most a day
+    of slots: 24 at hourly data) whose prior has
     the lowest masked MAE on the validation windows (Los-loop: 15 slots, 75 minutes; each weekday
     slot sees only three training days). The defaults are the task's prior; the other settings
     exist for ``benchmarks/traffic_prior.py``, which measures each choice.
@@ -192,7 +193,8 @@ def fit_seasonal_prior(series: TrafficSeries, split: WindowSplit, n_types: int =
         robust: fit the decay for absolute error (IRLS) rather than by least squares.
         clip: clip forecasts to each sensor's training range.
     """
-    candidates = SMOOTHING_CANDIDATES if smoothing is None else (smoothing,)
+    per_day = slots_of_day(series)[1]
+    candidates = tuple(w for w in SMOOTHING_CANDIDATES if w <= per_day) if smoothing is None else (smoothing,)
     target = torch.from_numpy(series.speed[split.target_steps("val")])
     bounds = training_bounds(series, split)
     if not clip:

@@ -43,9 +43,9 @@ class TrafficCLI(LightningCLI):
         callback = trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
         if best:
-            horizon = self.datamodule.hparams.horizon
+            horizon = self.datamodule.horizon
             print(f"\nbest validation masked MAE (mean of {horizon} steps): "
-                  f"{float(callback.best_model_score):.3f} mph")
+                  f"{float(callback.best_model_score):.3f} {self.datamodule.series.unit}")
         for line in checkpoint_summary(trainer):
             print(line)
         if self.config.fit.test_after_fit:

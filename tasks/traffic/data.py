@@ -1,6 +1,10 @@
 """LightningDataModule: sliding windows over a traffic series, split 70/10/20 in time order."""
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
+from typing import Literal
+
 import lightning as L
 import numpy as np
 import torch
@@ -8,7 +12,37 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from graphcore.datasets.traffic import (LOS_LOOP, TrafficSeries, WindowSplit, ZScore, day_of_week, load_traffic,
-                              split_windows, time_of_day)
+                                        resolve_dataset, split_windows, time_of_day)
+from graphcore.tasks.cli_errors import UsageError
+
+
+def default_windows(interval_minutes: float) -> tuple[int, int]:
+    """``(input_len, horizon)`` in steps for a sampling interval, when the config names none.
+
+    * up to 5 minutes: 12 -> 24 (1 h -> 2 h), the field's protocol on METR-LA and Los-loop;
+    * up to 15 minutes: 16 -> 16 (4 h -> 4 h);
+    * coarser (hourly): 24 -> 6 (one day -> 6 h), so the input holds a whole daily cycle.
+    """
+    if interval_minutes <= 5:
+        return 12, 24
+    if interval_minutes <= 15:
+        return 16, 16
+    return 24, 6
+
+
+def zero_share_warning(series: TrafficSeries) -> str | None:
+    """The warning for count data whose zeros are masked as missing, or ``None``.
+
+    In bus boardings or bike trips 0 is a real count; masking it drops observations from the
+    loss and the metrics, and fills the inputs with the training mean."""
+    if not series.is_count or series.missing_value != 0.0:
+        return None
+    zeros = int((series.speed == 0).sum())
+    if zeros == 0:
+        return None
+    return (f"{series.name}: {zeros} of {series.speed.size} entries ({100 * zeros / series.speed.size:.1f} %) are 0 "
+            f"and are treated as missing ({series.quantity} counts, missing_value=0); if 0 is a real count, "
+            "pass --data.missing_value none (the data set's config in tasks/traffic/configs/ says which)")
 
 
 class WindowDataset(Dataset):
@@ -44,12 +78,17 @@ class TrafficDataModule(L.LightningDataModule):
     validation or test steps.
 
     Args:
+        name: a data set by name or path (:func:`datasets.traffic.resolve_dataset`: bundled,
+            then ``../shared/datasets/traffic/<name>``), e.g. ``montevideo_bus``.
         data_path: ``.npz``, ``.h5`` or ``.csv`` series (see :func:`datasets.traffic.load_traffic`);
-            ``None`` reads the bundled Los-loop.
+            ``None`` (and no ``name``) reads the bundled Los-loop.
         adjacency_path: the graph of an ``.h5`` (``adj_mx.pkl``) or ``.csv`` series.
         adjacency_key: matrix of an ``.npz`` to use (Los-loop: ``adj``, symmetric, or ``adj_dcrnn``).
-        input_len: input steps per window.
-        horizon: predicted steps per window.
+        input_len: input steps per window; ``None``: :func:`default_windows` of the interval.
+        horizon: predicted steps per window; ``None``: :func:`default_windows` of the interval.
+        missing_value: ``file`` (the archive's, 0.0), a number, or ``none``: nothing is
+            missing, for counts where 0 is real (Montevideo bus, NYC bike). Count data masked
+            at 0 gets a warning with the share of zeros.
         split: train/val/test fractions of the windows, in time order.
         time_of_day: add the time-of-day channel.
         day_of_week: add the day-of-week channel (after time of day): the seasonal prior needs it
@@ -59,10 +98,15 @@ class TrafficDataModule(L.LightningDataModule):
     """
 
     def __init__(self, data_path: str | None = None, adjacency_path: str | None = None,
-                 adjacency_key: str = "adj", input_len: int = 12, horizon: int = 24,
+                 adjacency_key: str = "adj", input_len: int | None = None, horizon: int | None = None,
                  split: tuple[float, float, float] = (0.7, 0.1, 0.2), time_of_day: bool = True,
-                 day_of_week: bool = True, batch_size: int = 32, num_workers: int = 0):
+                 day_of_week: bool = True, batch_size: int = 32, num_workers: int = 0, name: str | None = None,
+                 missing_value: float | Literal["file", "none"] = "file"):
         super().__init__()
+        if name is not None and data_path is not None:
+            raise UsageError(f"give data.name or data.data_path, not both (got {name!r} and {data_path!r})")
+        if isinstance(missing_value, str) and missing_value not in ("file", "none"):
+            raise UsageError(f"data.missing_value must be a number, 'file' or 'none', got {missing_value!r}")
         self.save_hyperparameters()
         self.series: TrafficSeries | None = None
         self.windows: WindowSplit | None = None
@@ -75,8 +119,15 @@ class TrafficDataModule(L.LightningDataModule):
         if self.series is not None:
             return
         hp = self.hparams
-        series = load_traffic(hp.data_path or LOS_LOOP, hp.adjacency_path, hp.adjacency_key)
-        windows = split_windows(series.num_steps, hp.input_len, hp.horizon, tuple(hp.split))
+        path = resolve_dataset(hp.name) if hp.name is not None else (hp.data_path or LOS_LOOP)
+        series = load_traffic(path, hp.adjacency_path, hp.adjacency_key)
+        if hp.missing_value != "file":
+            series = replace(series, missing_value=None if hp.missing_value == "none" else float(hp.missing_value))
+        message = zero_share_warning(series)
+        if message is not None:
+            warnings.warn(message, stacklevel=2)
+        input_len, horizon = default_windows(series.interval_minutes)
+        windows = split_windows(series.num_steps, hp.input_len or input_len, hp.horizon or horizon, tuple(hp.split))
         train = slice(0, windows.train_input_steps)
         scaler = ZScore.fit(series.speed[train], series.mask[train])
         features = [np.where(series.mask, scaler.transform(series.speed), 0.0)[..., None]]
@@ -90,6 +141,18 @@ class TrafficDataModule(L.LightningDataModule):
         self.targets = torch.from_numpy(series.speed)
 
     @property
+    def input_len(self) -> int:
+        """Input steps per window (after :meth:`setup`: the configured or the interval's default)."""
+        self.setup()
+        return self.windows.input_len
+
+    @property
+    def horizon(self) -> int:
+        """Predicted steps per window (after :meth:`setup`)."""
+        self.setup()
+        return self.windows.horizon
+
+    @property
     def in_channels(self) -> int:
         """Input features per sensor and step."""
         return 1 + int(self.hparams.time_of_day) + int(self.hparams.day_of_week)
@@ -98,7 +161,7 @@ class TrafficDataModule(L.LightningDataModule):
         """The windows of ``train``, ``val`` or ``test`` (with their first step: ``with_start``)."""
         self.setup()
         return WindowDataset(self.inputs, self.targets, self.windows.starts(stage),
-                             self.hparams.input_len, self.hparams.horizon, with_start)
+                             self.windows.input_len, self.windows.horizon, with_start)
 
     def _loader(self, stage: str, shuffle: bool = False, with_start: bool = False) -> DataLoader:
         return DataLoader(self.dataset(stage, with_start), batch_size=self.hparams.batch_size, shuffle=shuffle,

@@ -16,7 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphcore.tasks.cli_errors import UsageError
-from graphcore.tasks.traffic.adjacency import VirtualNodeAdjacency, transition_matrices
+from graphcore.tasks.traffic.adjacency import DenseSupports, VirtualNodeAdjacency
+from graphcore.tasks.traffic.spatial import GraphSpatial, GraphSupports
+
+SPATIAL_EXECUTIONS = ("compiled", "eager", "dense")
 
 
 class TemporalGLU(nn.Module):
@@ -51,11 +54,12 @@ class DiffusionConv(nn.Module):
         H' = H \Theta_0 + \sum_{k=1}^{K} \left(P_f^k H \Theta_{f,k} + P_b^k H \Theta_{b,k}\right)
 
     Features are projected first, then diffused by Horner's rule
-    (:math:`P Y_1 + P^2 Y_2 = P (Y_1 + P Y_2)`), so every product with a transition matrix runs
-    on ``C_out`` channels, as one ``[M, M] x [M, B T C_out]`` matrix product (node-major layout).
+    (:math:`P Y_1 + P^2 Y_2 = P (Y_1 + P Y_2)`), so every propagation runs on ``C_out`` channels;
+    ``supports`` does the propagations (:class:`~tasks.traffic.spatial.GraphSupports` on the
+    graph, :class:`~tasks.traffic.adjacency.DenseSupports` as dense matrices).
 
     Shapes:
-        ``x: [M, B, T, C_in]``, ``p_fwd, p_bwd: [M, M]`` ``-> [M, B, T, C_out]``.
+        ``x: [M, B, T, C_in] -> [M, B, T, C_out]``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, steps: int):
@@ -63,20 +67,10 @@ class DiffusionConv(nn.Module):
         self.steps = steps
         self.proj = nn.Linear(in_channels, (1 + 2 * steps) * out_channels)
 
-    def forward(self, x: Tensor, p_fwd: Tensor, p_bwd: Tensor) -> Tensor:
+    def forward(self, x: Tensor, supports: GraphSupports | DenseSupports) -> Tensor:
         self_term, *terms = self.proj(x).chunk(1 + 2 * self.steps, dim=-1)
-        out = self_term
-        for p, ys in ((p_fwd, terms[:self.steps]), (p_bwd, terms[self.steps:])):
-            h = ys[-1]
-            for y in reversed(ys[:-1]):
-                h = y + self.propagate(p, h)
-            out = out + self.propagate(p, h)
-        return out
-
-    @staticmethod
-    def propagate(p: Tensor, h: Tensor) -> Tensor:
-        """``(P h)[i] = sum_j P[i, j] h[j]`` over the leading node axis."""
-        return (p @ h.reshape(h.shape[0], -1)).view(p.shape[0], *h.shape[1:])
+        return (self_term + supports.diffuse(0, terms[:self.steps])
+                + supports.diffuse(1, terms[self.steps:]))
 
 
 class STBlock(nn.Module):
@@ -95,8 +89,8 @@ class STBlock(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, p_fwd: Tensor, p_bwd: Tensor) -> Tensor:
-        h = self.temporal2(F.relu(self.graph(self.temporal1(x), p_fwd, p_bwd)))
+    def forward(self, x: Tensor, supports: GraphSupports | DenseSupports) -> Tensor:
+        h = self.temporal2(F.relu(self.graph(self.temporal1(x), supports)))
         return self.dropout(self.norm(h))
 
 
@@ -171,6 +165,12 @@ class VirtualNodeSTGCN(nn.Module):
     adjacency over all ``N + n_v`` nodes comes from :class:`VirtualNodeAdjacency`; the output
     keeps the ``N`` sensor rows only, so virtual nodes never reach a loss.
 
+    The graph convolutions run on :class:`~tasks.traffic.spatial.GraphSpatial`, a HeteroGraph of
+    sensors and virtual nodes, compiled by :func:`graphcore.compile` (``spatial="compiled"``) or as
+    eager :mod:`graphcore.ops` (``"eager"``); ``"dense"`` is the ``[N+n_v]²`` reference
+    (:class:`~tasks.traffic.adjacency.VirtualNodeAdjacency`) used by tests and benchmarks. The
+    three have the same parameters.
+
     Args:
         distance: ``[N, N]`` distance-kernel adjacency among sensors.
         in_channels: features per sensor and step (speed, time of day, ...).
@@ -194,6 +194,7 @@ class VirtualNodeSTGCN(nn.Module):
             (4.016 to 4.033 mph on average, before clipping), as it can only memorise the days it saw.
         decay: ``[H, N]`` anomaly decay of :class:`SeasonalBase`.
         bounds: ``[2, N]`` range :class:`SeasonalBase` clips to.
+        spatial: ``compiled``, ``eager`` or ``dense`` (see above).
 
     Shapes:
         ``x: [B, T, N, C_in] -> [B, H, N]``.
@@ -203,14 +204,19 @@ class VirtualNodeSTGCN(nn.Module):
                  n_virtual: int = 10, adjacency_mode: str = "semi", hidden_channels: int = 32,
                  graph_channels: int = 16, n_blocks: int = 2, kernel_size: int = 3, diffusion_steps: int = 2,
                  embedding_dim: int = 10, prune_threshold: float = 0.1, dropout: float = 0.1,
-                 seasonal: Tensor | None = None, decay: Tensor | None = None, bounds: Tensor | None = None):
+                 seasonal: Tensor | None = None, decay: Tensor | None = None, bounds: Tensor | None = None,
+                 spatial: str = "compiled"):
         super().__init__()
+        if spatial not in SPATIAL_EXECUTIONS:
+            raise UsageError(f"spatial must be one of {', '.join(SPATIAL_EXECUTIONS)}, got {spatial!r}")
         remaining = input_len - 2 * n_blocks * (kernel_size - 1)
         if remaining < 1:
             raise UsageError(
                 f"{n_blocks} blocks with kernel_size {kernel_size} consume {input_len - remaining} of "
                 f"the {input_len} input steps; use fewer blocks, a smaller kernel or longer inputs")
-        self.adjacency = VirtualNodeAdjacency(distance, n_virtual, adjacency_mode, embedding_dim, prune_threshold)
+        self.adjacency = (VirtualNodeAdjacency(distance, n_virtual, adjacency_mode, embedding_dim, prune_threshold)
+                          if spatial == "dense" else
+                          GraphSpatial(distance, n_virtual, adjacency_mode, embedding_dim, prune_threshold, spatial))
         self.n_virtual, self.in_channels = n_virtual, in_channels
         weekly = seasonal is not None and seasonal.shape[0] == 2
         self.network_channels = 2 if weekly else in_channels
@@ -236,11 +242,11 @@ class VirtualNodeSTGCN(nn.Module):
 
     def forward(self, x: Tensor, return_hidden: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Predict ``[B, H, N]``; with ``return_hidden`` also each block's output ``[N + n_v, B, T_l, C]``."""
-        p_fwd, p_bwd = transition_matrices(self.adjacency())
+        supports = self.adjacency.supports()
         h = self.with_virtual_nodes(x)
         hidden = []
         for block in self.blocks:
-            h = block(h, p_fwd, p_bwd)
+            h = block(h, supports)
             hidden.append(h)
         h = self.head_temporal(h)[:, :, 0]                    # [N + n_v, B, C]
         out = self.head(h).permute(1, 2, 0)                   # [B, H, N + n_v]

@@ -1,4 +1,4 @@
-"""LightningModule: trains :class:`VirtualNodeSTGCN` with the masked MAE in mph."""
+"""LightningModule: trains :class:`VirtualNodeSTGCN` with the masked MAE in the data's units."""
 from __future__ import annotations
 
 import inspect
@@ -50,13 +50,18 @@ class TrafficForecaster(L.LightningModule):
             time-of-day mean at long horizons (README, Traffic). Needs ``data.time_of_day=true``.
         profile_smoothing: width in time slots (odd) of the window the profile pools; ``None``
             chooses it on the validation windows (:func:`~tasks.traffic.baselines.fit_seasonal_prior`).
+        spatial: how the graph convolutions run: ``compiled`` (the sensor/virtual-node
+            HeteroGraph through :func:`graphcore.compile`), ``eager`` (the same graphcore ops as
+            PyTorch) or ``dense`` (the ``[N+n_v]²`` reference; see ``benchmarks/traffic_scale.py``
+            for what each costs against N).
     """
 
     def __init__(self, adjacency_mode: Literal["distance", "all_ones", "adaptive", "semi"] = "semi",
                  n_virtual: int = 10, hidden_channels: int = 32, graph_channels: int = 16, n_blocks: int = 2,
                  kernel_size: int = 3, diffusion_steps: int = 2, embedding_dim: int = 10,
                  prune_threshold: float = 0.1, dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 1e-4,
-                 seasonal_prior: bool = True, profile_smoothing: int | None = None):
+                 seasonal_prior: bool = True, profile_smoothing: int | None = None,
+                 spatial: Literal["compiled", "eager", "dense"] = "compiled"):
         super().__init__()
         check_mode(adjacency_mode)
         self.save_hyperparameters()
@@ -83,13 +88,13 @@ class TrafficForecaster(L.LightningModule):
             decay = torch.from_numpy(prior.decay)
             bounds = torch.from_numpy(data.scaler.transform(prior.bounds))
         self.net = VirtualNodeSTGCN(
-            torch.from_numpy(data.series.adjacency), data.in_channels, dhp.input_len, dhp.horizon,
+            torch.from_numpy(data.series.adjacency), data.in_channels, data.input_len, data.horizon,
             hp.n_virtual, hp.adjacency_mode, hp.hidden_channels, hp.graph_channels, hp.n_blocks,
             hp.kernel_size, hp.diffusion_steps, hp.embedding_dim, hp.prune_threshold, hp.dropout,
-            seasonal, decay, bounds)
+            seasonal, decay, bounds, hp.spatial)
         self.register_buffer("scale", torch.tensor([data.scaler.mean, data.scaler.std]))
         self.null_value = data.series.missing_value
-        self.errors = nn.ModuleDict({s: MaskedHorizonErrors(dhp.horizon, self.null_value) for s in ("val", "test")})
+        self.errors = nn.ModuleDict({s: MaskedHorizonErrors(data.horizon, self.null_value) for s in ("val", "test")})
         return self
 
     def forward(self, x: Tensor) -> Tensor:
@@ -118,10 +123,10 @@ class TrafficForecaster(L.LightningModule):
 
     def predict_step(self, batch, batch_idx) -> dict[str, Any]:
         """Forecasts of the batch's windows: ``window_start`` (first input step, the window's id),
-        ``target_time`` (time of its first forecast step) and ``forecast`` ``[B, H, N]`` in mph."""
+        ``target_time`` (time of its first forecast step) and ``forecast`` ``[B, H, N]`` in the data's units."""
         x, _, start = batch
         data = self.trainer.datamodule
-        first_target = start.cpu().numpy() + data.hparams.input_len
+        first_target = start.cpu().numpy() + data.input_len
         return {"window_start": start, "target_time": data.series.timestamps[first_target], "forecast": self(x)}
 
     def prediction_metadata(self) -> dict[str, np.ndarray]:
@@ -153,7 +158,8 @@ class TrafficForecaster(L.LightningModule):
         if self.trainer.is_global_zero:
             rows = [[row] + [f"{reports[name][row]['mae']:.2f} / {reports[name][row]['rmse']:.2f}"
                              for name in reports] for row in reports["model"]]
-            print("\nTest split, masked MAE / RMSE (mph):\n" + markdown_table(["horizon", *reports], rows))
+            unit = data.series.unit if isinstance(data, TrafficDataModule) else "mph"
+            print(f"\nTest split, masked MAE / RMSE ({unit}):\n" + markdown_table(["horizon", *reports], rows))
             if self.trainer.log_dir:
                 path = write_horizon_csv(Path(self.trainer.log_dir) / "test_horizons.csv", columns, interval)
                 print(f"per-horizon errors: {path}")

@@ -73,7 +73,8 @@ def plot(*, ckpt_path: str, out_dir: str | None = None, compare_ckpt_path: str |
     minutes = np.arange(1, windows.horizon + 1) * series.interval_minutes
     written = [plot_forecasts(series.timestamps[target_steps[:, step - 1]], truth[:, step - 1, chosen],
                               preds[:, step - 1, chosen].numpy(), [f"sensor {ids[i]}" for i in chosen],
-                              step * series.interval_minutes, out / "traffic_forecast.png")]
+                              step * series.interval_minutes, out / "traffic_forecast.png",
+                              f"{series.quantity.replace('_', ' ')} ({series.unit})")]
 
     models = {describe(model): (model, errors)}
     if compare_ckpt_path:
@@ -82,7 +83,8 @@ def plot(*, ckpt_path: str, out_dir: str | None = None, compare_ckpt_path: str |
     curves = {name: (minutes, e.compute()["mae"].numpy(), None) for name, (_, e) in models.items()}
     curves.update({name: (minutes, e.compute()["mae"].numpy(), None)
                    for name, e in floor_errors(series, windows, "test").items()})
-    written.append(plot_error_vs_horizon({"test split": curves}, out / "traffic_error_vs_horizon.png"))
+    written.append(plot_error_vs_horizon({"test split": curves}, out / "traffic_error_vs_horizon.png",
+                                         f"masked MAE ({series.unit})"))
 
     adjacency = model.net.adjacency
     if adjacency.n_virtual and adjacency.emb1 is not None and series.lat is not None:

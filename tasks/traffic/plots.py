@@ -20,7 +20,7 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def plot_forecasts(times: np.ndarray, truth: np.ndarray, pred: np.ndarray, labels: Sequence[str],
-                   minutes_ahead: float, path: str | Path) -> Path:
+                   minutes_ahead: float, path: str | Path, ylabel: str = "speed (mph)") -> Path:
     """Truth and the forecast made ``minutes_ahead`` earlier, one panel per sensor.
 
     Args:
@@ -28,12 +28,13 @@ def plot_forecasts(times: np.ndarray, truth: np.ndarray, pred: np.ndarray, label
         truth: ``[W, S]`` readings (missing entries are drawn as gaps).
         pred: ``[W, S]`` forecasts.
         labels: S panel titles.
+        ylabel: what the readings are, with their unit.
     """
     fig, axes = plt.subplots(len(labels), 1, figsize=(11, 2.4 * len(labels)), sharex=True, squeeze=False)
     for i, (ax, label) in enumerate(zip(axes[:, 0], labels)):
         ax.plot(times, np.where(truth[:, i] == 0, np.nan, truth[:, i]), color="black", lw=1.0, label="truth")
         ax.plot(times, pred[:, i], color="tab:red", lw=1.0, label=f"forecast {minutes_ahead:g} min ahead")
-        ax.set_ylabel("speed (mph)")
+        ax.set_ylabel(ylabel)
         ax.set_title(label, fontsize=9, loc="left")
     axes[0, 0].legend(loc="lower left", fontsize=8)
     fig.autofmt_xdate()

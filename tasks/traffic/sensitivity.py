@@ -32,8 +32,9 @@ def hop_distances(adjacency: np.ndarray) -> np.ndarray:
 def layerwise_sensitivity(net: VirtualNodeSTGCN, x: Tensor, targets: Sequence[int]) -> Tensor:
     """Jacobian norms :math:`S^{(l)}(v, u)` for every block l, target sensor v and sensor u.
 
-    One backward pass per entry of :math:`h_v^{(l)}`, batched with ``is_grads_batched``. The
-    network is put in eval mode (no dropout).
+    One backward pass per entry of :math:`h_v^{(l)}`, one after another: compiled graph kernels
+    have no batching rule, so ``is_grads_batched`` (vmap) cannot run them. The network is put in
+    eval mode (no dropout).
 
     Args:
         net: a trained network.
@@ -49,10 +50,11 @@ def layerwise_sensitivity(net: VirtualNodeSTGCN, x: Tensor, targets: Sequence[in
     out = torch.zeros(len(hidden), len(targets), x.shape[2])
     for layer, h in enumerate(hidden):
         for i, v in enumerate(targets):
-            h_v = h[v, 0, -1, :]
-            (grads,) = torch.autograd.grad(h_v, x, grad_outputs=torch.eye(h_v.numel()),
-                                           is_grads_batched=True, retain_graph=True)
-            out[layer, i] = grads.square().sum(dim=(0, 1, 2, 4)).sqrt()
+            square = torch.zeros(x.shape[2])
+            for value in h[v, 0, -1, :]:
+                (grad,) = torch.autograd.grad(value, x, retain_graph=True)
+                square += grad.square().sum(dim=(0, 1, 3))
+            out[layer, i] = square.sqrt()
     return out
 
 

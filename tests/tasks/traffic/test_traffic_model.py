@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from graphcore.tasks.traffic.adjacency import DenseSupports
 from graphcore.tasks.traffic.model import DiffusionConv, SeasonalBase, TemporalGLU, VirtualNodeSTGCN
 from graphcore.tasks.traffic.sensitivity import hop_distances, layerwise_sensitivity, sensitivity_by_hop
 
@@ -124,7 +125,7 @@ def test_diffusion_conv_matches_explicit_powers():
 
     expected = (lin(x, w0, b0) + prop(p_f, lin(x, wf1, bf1)) + prop(p_f, prop(p_f, lin(x, wf2, bf2)))
                 + prop(p_b, lin(x, wb1, bb1)) + prop(p_b, prop(p_b, lin(x, wb2, bb2))))
-    torch.testing.assert_close(conv(x, p_f, p_b), expected)
+    torch.testing.assert_close(conv(x, DenseSupports(p_f, p_b)), expected)
 
 
 def test_seasonal_base_is_profile_plus_decaying_anomaly():
