@@ -10,7 +10,12 @@ memory of the first run:
 * ``eager``: the same graphcore layer, uncompiled;
 * ``pyg``: PyG's ``RGCNConv`` and ``FastRGCNConv`` (RGCN; the faster counts), ``RGATConv``, ``HGTConv``;
 * ``dgl``: DGL's ``RelGraphConv``, ``HeteroGraphConv`` + ``GATConv`` and ``HGTConv`` (Hector's
-  baselines), run in ``.venv-dgl`` (``make dgl-env``; DGL 2.1 needs torch <= 2.2.1).
+  baselines), run in ``.venv-dgl`` (``make dgl-env``; DGL 2.1 needs torch <= 2.2.1);
+* ``pyg_compile`` and ``eager_compile``: PyG's layers and graphcore's eager layer under
+  ``torch.compile`` (Inductor, ``dynamic=False``: one full graph per shape), what a PyG user tries
+  first. Their first call (Inductor's compile) is reported apart (``first s``) from the step time.
+
+The fastest peer is the fastest of PyG, DGL and the two torch.compile rows.
 
 Graphs come from graphcore's ``.npz`` files (names resolve to ``datasets/data`` and
 ``../shared/datasets/hetero``), from OGB's raw heterograph layout read with ogb's reader
@@ -41,8 +46,11 @@ from benchmarks.rgnn_layers import build as build_peer
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHS = ("aifb", "mutag", "fb15k237", "heco_dblp", "hector_mag_0.1")
 MODELS = ("rgcn", "rgat", "hgt")
-SYSTEMS = ("compiled", "eager", "pyg", "dgl")
+SYSTEMS = ("compiled", "eager", "pyg", "dgl", "pyg_compile", "eager_compile")
+PEERS = ("pyg", "dgl", "pyg_compile", "eager_compile")  # what compiled graphcore is compared with
 PYG_VARIANTS = {"rgcn": ("pyg", "pyg_fast"), "rgat": ("pyg",), "hgt": ("pyg",)}
+NAMES = {"compiled": "graphcore compiled", "eager": "graphcore eager",
+         "eager_compile": "graphcore eager + torch.compile"}
 DGL_PYTHON = ROOT / ".venv-dgl" / "bin" / "python"
 
 
@@ -91,12 +99,15 @@ def measure(system: str, spec: str, model: str, variant: str, d: int, heads: int
     torch.manual_seed(0)
     started = time.perf_counter()
     graph = load_graph(spec).to(device)
-    module, run = build_peer(model, "graphcore" if system in ("compiled", "eager") else variant, graph, d, heads)
+    impl = "graphcore" if system in ("compiled", "eager", "eager_compile") else variant
+    module, run = build_peer(model, impl, graph, d, heads)
     module = module.to(device)
     executables = []
     if system == "compiled":
         compiled = gc.compile(module, backend=backend or ("cuda" if device == "cuda" else "cpu"), passes=passes)
         run = lambda x: compiled(graph, x)  # noqa: E731 (the step closes over it)
+    elif system.endswith("_compile"):
+        run = torch.compile(run, dynamic=False)  # Inductor; compiles on the first (untimed) step
     x = torch.randn(graph.num_nodes(), d, device=device, requires_grad=mode == "train")
 
     def step() -> None:
@@ -126,8 +137,8 @@ def measure(system: str, spec: str, model: str, variant: str, d: int, heads: int
         executables = [e for e in (runner.forward, runner.backward) if e is not None and hasattr(e, "profile")]
         for e in executables:
             e.profile = []
-    timing = median_time(step, repeats=repeats, warmup=max(warmup - 1, 0),
-                         budget_s=budget_s - (time.perf_counter() - started))
+    spent = (first if system.endswith("_compile") else time.perf_counter()) - started  # Inductor's compile is apart
+    timing = median_time(step, repeats=repeats, warmup=max(warmup - 1, 0), budget_s=budget_s - spent)
     layout = graph.layout
     result = {"median_s": timing.median, "runs_s": list(timing.runs), "peak_bytes": peak, "first_call_s": compile_s,
               "num_nodes": graph.num_nodes(), "num_edges": graph.num_edges(), "num_relations": graph.num_relations,
@@ -269,8 +280,9 @@ def summary_rows(cells: list[dict]) -> list[dict]:
         for system, c in by.items():
             row[f"{system}_ms"] = c["median_s"] * 1e3 if c["status"] == OK else c["status"]
             row[f"{system}_mb"] = c["peak_bytes"] / MB if c["status"] == OK else None
+            row[f"{system}_first_s"] = c.get("first_call_s") if c["status"] == OK else None
         ours = by.get("compiled")
-        peers = [c for s, c in by.items() if s in ("pyg", "dgl") and c["status"] == OK]
+        peers = [c for s, c in by.items() if s in PEERS and c["status"] == OK]
         if ours and ours["status"] == OK:
             if peers:
                 fastest = min(peers, key=lambda c: c["median_s"])
@@ -326,6 +338,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--cell-timeout", type=float, default=120.0, help="seconds per cell before TIMEOUT")
+    parser.add_argument("--compile-timeout", type=float, default=900.0,
+                        help="extra seconds a torch.compile cell may spend compiling (its first call)")
     parser.add_argument("--mem-limit-gb", type=float, default=20.0, help="memory per cell before OOM")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="d = 64 and the bundled graphs only")
@@ -350,7 +364,7 @@ def main(argv=None) -> dict:
     scratch = ROOT / "results" / "graphs"
     jobs = [(s, m, d, mode, system, variant) for s in specs for m in args.models for d in args.dims
             for mode in args.modes for system in systems
-            for variant in (PYG_VARIANTS[m] if system == "pyg" else (system,))]
+            for variant in (PYG_VARIANTS[m] if system in ("pyg", "pyg_compile") else (system,))]
     cells = []
     for spec, model, d, mode, system, variant in tqdm(jobs, desc="cells", unit="cell"):
         base = {"graph": label(spec), "model": model, "d": d, "mode": mode, "system": system}
@@ -361,9 +375,10 @@ def main(argv=None) -> dict:
         else:
             result = run_isolated(measure, system, spec, model, variant, d, args.heads, mode, args.repeats,
                                   args.warmup, args.cell_timeout, args.threads, args.device,
-                                  timeout_s=args.cell_timeout + 120,
+                                  timeout_s=args.cell_timeout + 120 +
+                                  (args.compile_timeout if system.endswith("_compile") else 0),
                                   memory_limit_bytes=int(args.mem_limit_gb * 2**30))
-            name = {"compiled": "graphcore compiled", "eager": "graphcore eager"}.get(system, f"PyG {variant}")
+            name = NAMES.get(system, f"PyG {variant}" + (" + torch.compile" if system == "pyg_compile" else ""))
             cell = {**base, "name": name, "status": result.status,
                     **(result.value if result.status == OK else {"message": result.message, **result.details})}
         cells.append(cell)
@@ -376,10 +391,16 @@ def main(argv=None) -> dict:
     if peak and bandwidth:
         add_roofline(rows, cells, peak, bandwidth)
     columns = {"graph": "graph", "model": "model", "d": "d", "mode": "mode", "compiled_ms": "compiled ms",
-               "eager_ms": "eager ms", "pyg_ms": "PyG ms", "dgl_ms": "DGL ms", "vs_fastest_peer": "x fastest peer",
+               "eager_ms": "eager ms", "pyg_ms": "PyG ms", "dgl_ms": "DGL ms", "pyg_compile_ms": "PyG+tc ms",
+               "eager_compile_ms": "eager+tc ms", "fastest_peer": "fastest peer", "vs_fastest_peer": "x fastest peer",
                "vs_eager": "x eager", "compiled_mb": "compiled MB", "peer_mem_ratio": "MB / peer MB",
                "gemm_gflops_s": "GEMM GFLOP/s", "roofline_ms": "roofline ms", "roofline_share": "of roofline"}
     print_table(rows, columns, title="medians (ms), speed-ups of compiled graphcore", markdown=args.markdown)
+    firsts = {"graph": "graph", "model": "model", "d": "d", "mode": "mode", "compiled_first_s": "graphcore first s",
+              "pyg_compile_first_s": "PyG+tc first s", "eager_compile_first_s": "eager+tc first s"}
+    if any(r.get("pyg_compile_first_s") or r.get("eager_compile_first_s") for r in rows):
+        print_table(rows, firsts, title="first call (s): compilation, apart from the step times above",
+                    markdown=args.markdown)
     if peak:
         print(f"\nfp32 sgemm peak on this machine ({args.threads} threads, 2048^2, same run): {peak:.0f} GFLOP/s; "
               f"stream copy {bandwidth:.1f} GB/s; roofline = max(FLOPs / peak, bytes / bandwidth) of the "

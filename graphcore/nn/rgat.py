@@ -62,7 +62,7 @@ class RGAT(nn.Module):
         score = ops.ewise("add", ops.typed_linear(g, h_src, self.att_src, by="etype"),
                           ops.typed_linear(g, h_dst, self.att_dst, by="etype"))
         score = ops.unary("leaky_relu", ops.split_heads(score, self.heads), negative_slope=self.negative_slope)
-        alpha = ops.edge_softmax(g, score)
+        alpha = ops.edge_softmax(g, score, group=self.attention_group)
         if self.dropout > 0:
             alpha = ops.unary("dropout", alpha, p=self.dropout, training=self.training)
         msg = ops.ewise("mul", ops.split_heads(h_src, self.heads), alpha)
@@ -74,3 +74,7 @@ class RGAT(nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
                 f"num_relations={self.num_relations}, heads={self.heads})")
+
+    # softmax over all incoming edges ("dst"); "dst_etype" within each relation, which is PyG's
+    # RGATConv(attention_mechanism="within-relation") (set on the instance, see graphcore.pyg)
+    attention_group = "dst"

@@ -35,8 +35,8 @@ class RGCN(nn.Module):
 
     .. note::
         Parameter names and shapes follow PyG's ``RGCNConv`` (``weight`` ``[R, in, out]`` or
-        ``comp`` ``[R, B]`` with ``weight`` ``[B, in, out]``, ``root``, ``bias``), so weights
-        copy across directly.
+        ``comp`` ``[R, B]`` with ``weight`` ``[B, in, out]``, ``root``, ``bias``), but PyG's default is
+        ``aggr="mean"``: loading a PyG ``state_dict`` into an ``RGCN`` with another ``aggr`` warns.
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_relations: int, *, num_bases: int | None = None,
@@ -81,3 +81,22 @@ class RGCN(nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
                 f"num_relations={self.num_relations}, aggr={self.aggr!r})")
+
+    _version = 2  # state_dicts saved by this class carry version 2; PyG's RGCNConv saves version 1
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Warn when a state_dict that is not ours (PyG's ``RGCNConv`` saves the same keys) meets an
+        ``aggr`` other than PyG's default: the weights load, but the outputs would differ."""
+        import warnings  # here, not at the top: line numbers of this module are in the golden IR dumps
+
+        if local_metadata.get("version") != self._version and self.aggr != PYG_DEFAULT_AGGR:
+            warnings.warn(f"loading a state_dict not saved by graphcore.nn.RGCN (PyG's RGCNConv has the same keys) "
+                          f"into RGCN(aggr={self.aggr!r}); PyG's RGCNConv defaults to aggr='mean': pass "
+                          f"aggr='mean' to RGCN if the weights come from RGCNConv(...) with its default",
+                          stacklevel=3)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+PYG_DEFAULT_AGGR = "mean"  # torch_geometric.nn.RGCNConv's default aggr
