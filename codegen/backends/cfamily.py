@@ -29,10 +29,24 @@ from ..ir.ops.functions import BINARY, UNARY
 from ..ir.values import ALL_ROWS, INDEX_MAPS, ROW_TYPES, Domain
 
 
-
-
 def _size(shape: tuple[int, ...]) -> int:
     return math.prod(shape) if shape else 1
+
+
+def _trailing_blocks(src: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, int] | None:
+    """``(outer, inner)`` when summing ``src`` to ``target`` adds up contiguous blocks of
+    ``inner`` elements (``target`` is a leading part of ``src`` followed by 1s, or a scalar);
+    None for other broadcasts."""
+    if _size(target) == 1:
+        return 1, _size(src)
+    if len(target) != len(src):
+        return None
+    lead = 0
+    while lead < len(src) and src[lead] == target[lead]:
+        lead += 1
+    if any(d != 1 for d in target[lead:]):
+        return None
+    return _size(src[:lead]), _size(src[lead:])
 
 
 @dataclass
@@ -198,6 +212,21 @@ class CFamilyPrinter:
 
     def _sum_to(self, w: CodeWriter, s: Stmt, shapes: dict, base: str) -> None:
         (a,) = s.args
+        blocks = _trailing_blocks(shapes[a], s.shape)
+        if blocks is not None:
+            # sums of contiguous blocks (a per-head or per-row total, HGT's and the edge-weight
+            # gradients' dot products): one accumulator per block, reassociated so it vectorises;
+            # a serial '+=' chain was latency-bound (6x slower on 1536-wide rows)
+            outer, inner = blocks
+            w.line(f"real {s.out}[{outer}];")
+            with w.block(f"for (int64_t o = 0; o < {outer}; ++o)"):
+                w.line("real total = (real)0;")
+                if self.simd():
+                    w.line(self.simd("reduction(+:total)"))
+                w.line(f"for (int64_t f = 0; f < {inner}; ++f) total += {a}[o * {inner} + f];")
+                w.line(f"{s.out}[o] = total;")
+            shapes[s.out] = s.shape
+            return
         w.line(f"real {s.out}[{_size(s.shape)}];")
         w.line(f"for (int64_t j = 0; j < {_size(s.shape)}; ++j) {s.out}[j] = (real)0;")
         src = shapes[a]

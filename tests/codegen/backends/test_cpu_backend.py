@@ -155,3 +155,17 @@ def test_concurrent_processes_build_the_same_model(tmp_path):
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     assert outputs[0][0] == outputs[1][0]
     assert len(list((tmp_path / "cache").glob("*/*/lib.so"))) == 1
+
+
+@pytest.mark.parametrize("src, target, blocks", [
+    ((3, 2), (3, 1), (3, 2)),      # per-head totals: contiguous blocks, vectorised
+    ((4, 6), (1,), (1, 24)),       # a full total
+    ((2, 3, 4), (2, 1, 1), (2, 12)),
+    ((2, 3, 4), (2, 3, 1), (6, 4)),
+    ((2, 3), (1, 3), None),        # a column sum: strided, the general loop
+    ((2, 3), (3,), None),
+])
+def test_sum_to_prints_block_sums_where_blocks_are_contiguous(src, target, blocks):
+    from graphcore.codegen.backends.cfamily import _trailing_blocks
+
+    assert _trailing_blocks(src, target) == blocks

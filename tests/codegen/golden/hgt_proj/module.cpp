@@ -647,10 +647,12 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) t6[j] = (x4[j] * x5[j]);
       real t7[3];
-      for (int64_t j = 0; j < 3; ++j) t7[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t7[j0] += t6[j0 * 2 + j1 * 1];
+      for (int64_t o = 0; o < 3; ++o) {
+        real total = (real)0;
+        #pragma omp simd reduction(+:total)
+        for (int64_t f = 0; f < 2; ++f) total += t6[o * 2 + f];
+        t7[o] = total;
+      }
       const real* x8 = v32 + (int64_t)(m) * 3;
       real t9[3];
       #pragma omp simd
@@ -676,10 +678,12 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) t6[j] = (x4[j] * x5[j]);
       real t7[3];
-      for (int64_t j = 0; j < 3; ++j) t7[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t7[j0] += t6[j0 * 2 + j1 * 1];
+      for (int64_t o = 0; o < 3; ++o) {
+        real total = (real)0;
+        #pragma omp simd reduction(+:total)
+        for (int64_t f = 0; f < 2; ++f) total += t6[o * 2 + f];
+        t7[o] = total;
+      }
       const real* x8 = v32 + (int64_t)(m) * 3;
       real t11[3];
       #pragma omp simd

@@ -640,10 +640,11 @@ __global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggre
       real t6[6];
       for (int64_t j = 0; j < 6; ++j) t6[j] = (x4[j] * x5[j]);
       real t7[3];
-      for (int64_t j = 0; j < 3; ++j) t7[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t7[j0] += t6[j0 * 2 + j1 * 1];
+      for (int64_t o = 0; o < 3; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 2; ++f) total += t6[o * 2 + f];
+        t7[o] = total;
+      }
       const real* x8 = v32 + (int64_t)(m) * 3;
       real t9[3];
       for (int64_t j = 0; j < 3; ++j) t9[j] = (t7[j] * x8[j]);
@@ -665,10 +666,11 @@ __global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggre
       real t6[6];
       for (int64_t j = 0; j < 6; ++j) t6[j] = (x4[j] * x5[j]);
       real t7[3];
-      for (int64_t j = 0; j < 3; ++j) t7[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 3; ++j0)
-      for (int64_t j1 = 0; j1 < 2; ++j1)
-        t7[j0] += t6[j0 * 2 + j1 * 1];
+      for (int64_t o = 0; o < 3; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 2; ++f) total += t6[o * 2 + f];
+        t7[o] = total;
+      }
       const real* x8 = v32 + (int64_t)(m) * 3;
       real t11[3];
       for (int64_t j = 0; j < 3; ++j) t11[j] = (t7[j] - acc10[j]);

@@ -452,9 +452,11 @@ __global__ void __launch_bounds__(128) backward_k0_gather_ewise_unary_sum_to_agg
       real t11[6];
       for (int64_t j = 0; j < 6; ++j) t11[j] = (x8[j] * t7[0]);
       real t12[1];
-      for (int64_t j = 0; j < 1; ++j) t12[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 6; ++j0)
-        t12[0] += t10[j0 * 1];
+      for (int64_t o = 0; o < 1; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 6; ++f) total += t10[o * 6 + f];
+        t12[o] = total;
+      }
       real t13[1];
       for (int64_t j = 0; j < 1; ++j) t13[j] = (-(t12[0]));
       real t14[6];
@@ -462,9 +464,11 @@ __global__ void __launch_bounds__(128) backward_k0_gather_ewise_unary_sum_to_agg
       real t15[6];
       for (int64_t j = 0; j < 6; ++j) t15[j] = (x8[j] * t3[j]);
       real t16[1];
-      for (int64_t j = 0; j < 1; ++j) t16[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 6; ++j0)
-        t16[0] += t15[j0 * 1];
+      for (int64_t o = 0; o < 1; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 6; ++f) total += t15[o * 6 + f];
+        t16[o] = total;
+      }
       real t17[1];
       for (int64_t j = 0; j < 1; ++j) t17[j] = (t13[0] + t16[0]);
       real t18[1];
@@ -708,10 +712,11 @@ __global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggre
       real t6[6];
       for (int64_t j = 0; j < 6; ++j) t6[j] = (x4[j] * x5[j]);
       real t7[2];
-      for (int64_t j = 0; j < 2; ++j) t7[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t7[j0] += t6[j0 * 3 + j1 * 1];
+      for (int64_t o = 0; o < 2; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 3; ++f) total += t6[o * 3 + f];
+        t7[o] = total;
+      }
       const real* x8 = v32 + (int64_t)(m) * 2;
       real t9[2];
       for (int64_t j = 0; j < 2; ++j) t9[j] = (t7[j] * x8[j]);
@@ -733,10 +738,11 @@ __global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggre
       real t6[6];
       for (int64_t j = 0; j < 6; ++j) t6[j] = (x4[j] * x5[j]);
       real t7[2];
-      for (int64_t j = 0; j < 2; ++j) t7[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t7[j0] += t6[j0 * 3 + j1 * 1];
+      for (int64_t o = 0; o < 2; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 3; ++f) total += t6[o * 3 + f];
+        t7[o] = total;
+      }
       const real* x8 = v32 + (int64_t)(m) * 2;
       real t11[2];
       for (int64_t j = 0; j < 2; ++j) t11[j] = (t7[j] - acc10[j]);

@@ -383,10 +383,12 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) t10[j] = (x7[j] * t6[j]);
       real t11[2];
-      for (int64_t j = 0; j < 2; ++j) t11[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t11[j0] += t10[j0 * 3 + j1 * 1];
+      for (int64_t o = 0; o < 2; ++o) {
+        real total = (real)0;
+        #pragma omp simd reduction(+:total)
+        for (int64_t f = 0; f < 3; ++f) total += t10[o * 3 + f];
+        t11[o] = total;
+      }
       real t13[2];
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) t13[j] = (t11[j] * x8[j]);
@@ -410,10 +412,12 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) t10[j] = (x7[j] * t6[j]);
       real t11[2];
-      for (int64_t j = 0; j < 2; ++j) t11[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 2; ++j0)
-      for (int64_t j1 = 0; j1 < 3; ++j1)
-        t11[j0] += t10[j0 * 3 + j1 * 1];
+      for (int64_t o = 0; o < 2; ++o) {
+        real total = (real)0;
+        #pragma omp simd reduction(+:total)
+        for (int64_t f = 0; f < 3; ++f) total += t10[o * 3 + f];
+        t11[o] = total;
+      }
       real t15[2];
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) t15[j] = (t11[j] - acc14[j]);

@@ -390,10 +390,11 @@ __global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_a
       real t10[4];
       for (int64_t j = 0; j < 4; ++j) t10[j] = (x7[j] * t6[j]);
       real t11[1];
-      for (int64_t j = 0; j < 1; ++j) t11[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 1; ++j0)
-      for (int64_t j1 = 0; j1 < 4; ++j1)
-        t11[0] += t10[j0 * 4 + j1 * 1];
+      for (int64_t o = 0; o < 1; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 4; ++f) total += t10[o * 4 + f];
+        t11[o] = total;
+      }
       real t13[1];
       for (int64_t j = 0; j < 1; ++j) t13[j] = (t11[0] * x8[0]);
       for (int64_t j = 0; j < 1; ++j) acc14[j] += t13[0];
@@ -412,10 +413,11 @@ __global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_a
       real t10[4];
       for (int64_t j = 0; j < 4; ++j) t10[j] = (x7[j] * t6[j]);
       real t11[1];
-      for (int64_t j = 0; j < 1; ++j) t11[j] = (real)0;
-      for (int64_t j0 = 0; j0 < 1; ++j0)
-      for (int64_t j1 = 0; j1 < 4; ++j1)
-        t11[0] += t10[j0 * 4 + j1 * 1];
+      for (int64_t o = 0; o < 1; ++o) {
+        real total = (real)0;
+        for (int64_t f = 0; f < 4; ++f) total += t10[o * 4 + f];
+        t11[o] = total;
+      }
       real t15[1];
       for (int64_t j = 0; j < 1; ++j) t15[j] = (t11[0] - acc14[0]);
       real t16[1];
