@@ -27,6 +27,7 @@ from graphcore.tasks.rgnn.cli import CONFIG_DIR, main as rgnn_main
 
 # goal of the issue, and the R-GCN paper's test accuracy (Schlichtkrull et al. 2018, Table 2)
 GOALS = {("aifb", "rgcn"): 0.92, ("mutag", "rgcn"): 0.70}
+MIN_GOALS = {("aifb", "rgat"): 0.80, ("mutag", "rgat"): 0.65}  # RGAT never collapses: the worst seed
 PAPER = {("aifb", "rgcn"): 0.9583, ("mutag", "rgcn"): 0.7323}
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
          "--checkpoint.save_top_k=0", "--checkpoint.save_last=false"]
@@ -60,6 +61,9 @@ def summarise(dataset: str, model: str, runs: list[dict]) -> dict:
     goal = GOALS.get((dataset, model))
     row["goal"] = goal
     row["met"] = None if goal is None else row["test_mean"] >= goal
+    floor = MIN_GOALS.get((dataset, model))
+    row["min_goal"] = floor
+    row["min_met"] = None if floor is None else row["test_min"] >= floor
     row["paper"] = PAPER.get((dataset, model))
     return row
 
@@ -68,8 +72,9 @@ def display(row: dict) -> dict:
     pct = lambda v: None if v is None else f"{100 * v:.2f}"  # noqa: E731
     return {**row, "test": f"{100 * row['test_mean']:.2f} ± {100 * row['test_std']:.2f}",
             "range": f"{100 * row['test_min']:.1f}-{100 * row['test_max']:.1f}", "val": pct(row.get("val_mean")),
-            "goal": pct(row["goal"]), "paper": pct(row["paper"]),
-            "met": {True: "yes", False: "NO", None: ""}[row["met"]]}
+            "goal": pct(row["goal"]), "paper": pct(row["paper"]), "min_goal": pct(row.get("min_goal")),
+            "met": {True: "yes", False: "NO", None: ""}[row["met"]],
+            "min_met": {True: "yes", False: "NO", None: ""}[row.get("min_met")]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [summarise(d, m, runs[d, m]) for d, m in jobs]
     columns = {"dataset": "dataset", "model": "model", "seeds": "seeds", "test": "test acc % (mean ± std)",
                "range": "min-max", **({"val": "val acc %"} if args.valid_fraction > 0 else {}),
-               "goal": "goal %", "met": "met", "paper": "R-GCN paper %", "seconds_per_run": "s/run"}
+               "goal": "goal %", "met": "met", "min_goal": "min goal %", "min_met": "min met",
+               "paper": "R-GCN paper %", "seconds_per_run": "s/run"}
     print_table([display(r) for r in rows], columns, title=f"test accuracy, {args.seeds} seeds", markdown=args.markdown)
     env = environment("torch", "lightning", "torch-geometric")
     print()

@@ -1,7 +1,17 @@
-"""LightningDataModule for full-graph entity classification on a heterogeneous graph.
+"""LightningDataModule for entity classification on a heterogeneous graph, full-graph or mini-batch.
 
-The whole graph is one batch: every epoch runs the model over all nodes and reads out the
-target nodes of the stage's split. Inverse relations are added (``add_reverse_edges``), as
+**Full graph** (the default, ``batch_size=None``): the whole graph is one batch; every epoch
+runs the model over all nodes and reads out the target nodes of the stage's split.
+
+**Mini-batch** (``batch_size=B``): the split's target nodes are cut into batches of ``B`` seeds
+and each batch is the seeds' sampled neighbourhood (:class:`graphcore.sampling.NeighborLoader`,
+``num_neighbors`` in-edges per relation and hop, without replacement), a
+:class:`~graphcore.sampling.SampledGraph` of the full graph's schema, so a compiled model
+builds one plan for all batches. Training batches are shuffled every epoch; validation, test
+and prediction sample with ``eval_num_neighbors`` (default: the training fan-out) from fixed
+batches, each batch seeded from its seeds, so evaluation is repeatable. Under DDP Lightning
+gives every rank its share of the seeds (a ``DistributedSampler`` over the loader's seed
+positions); ``num_workers`` sampling processes per rank build the batches. Inverse relations are added (``add_reverse_edges``), as
 R-GCN, DGL and PyG's ``ToUndirected`` do, so messages flow both ways along each relation.
 
 **Validation split.** AIFB and MUTAG publish only train and test. When a dataset has no
@@ -25,27 +35,48 @@ from torch.utils.data import DataLoader
 
 from graphcore.datasets.hetero import HeteroDataset, load
 from graphcore.graph import HeteroGraph
+from graphcore.sampling import NeighborLoader, SampledGraph
 from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.rgnn.ogb import OGB_NAMES, load_ogb_node_dataset
 
 STAGES = ("train", "val", "test")
 
 
 @dataclass
 class GraphBatch:
-    """The whole graph plus the labelled target nodes of one split.
+    """A graph (the whole graph, or a sampled batch of it) plus its labelled target nodes.
 
     Attributes:
         graph: the graph (inverse relations included); node features in ``graph.x``.
-        index: ``[B]`` *global* ids of the split's target nodes.
+        index: ``[B]`` *global* ids of the target nodes in ``graph``.
         y: ``[B]`` their class ids.
+        node: ``[B]`` their ids within the target type of the *full* graph (the dataset's ids).
     """
 
     graph: HeteroGraph
     index: Tensor
     y: Tensor
+    node: Tensor
 
     def __len__(self) -> int:
         return int(self.index.numel())
+
+    def to(self, device: torch.device, graph: HeteroGraph | None = None) -> GraphBatch:
+        """The batch on ``device`` (with ``graph`` when the caller already moved it)."""
+        return GraphBatch(graph if graph is not None else self.graph.to(device), self.index.to(device),
+                          self.y.to(device), self.node.to(device))
+
+
+class AttachLabels:
+    """``NeighborLoader`` transform: a sampled graph becomes a :class:`GraphBatch` of its seeds
+    (a class, not a closure, so loader workers can pickle it)."""
+
+    def __init__(self, labels: Tensor):
+        self.labels = labels
+
+    def __call__(self, graph: SampledGraph) -> GraphBatch:
+        seeds = graph.n_id[graph.input_type][:graph.batch_size]
+        return GraphBatch(graph, graph.seed_index, self.labels[seeds], seeds)
 
 
 def stratified_split(idx: Tensor, labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -72,27 +103,59 @@ def stratified_split(idx: Tensor, labels: Tensor, fraction: float, seed: int) ->
 
 
 class RGNNDataModule(L.LightningDataModule):
-    """A node-classification heterograph from :func:`datasets.hetero.load`, one batch per step.
+    """A node-classification heterograph, as one full-graph batch or as sampled mini-batches.
 
     Args:
         name: bundled name (``aifb``, ``mutag``), a name in ``shared/datasets/hetero``
-            (``heco_acm``, ``heco_dblp``), or a path to a ``.npz`` file / OGB folder.
+            (``heco_acm``, ``heco_dblp``), a synthetic name (``mag_like:1.0``), ``ogbn-mag``
+            (with ``root``: read by ``ogb``'s own loader), or a path to a ``.npz`` file / OGB folder.
+        root: folder of a downloaded OGB dataset (``ogbn-mag``: the folder holding ``ogbn_mag/``).
         reverse_edges: add one inverse relation per relation.
         valid_fraction: share of the training nodes held out (stratified) for validation when
             the dataset has no validation split; ``0`` validates on the training nodes.
         split_seed: seed of that held-out split (fixed, independent of the training seed).
+        random_features: give the target node type random ``N(0, 1)`` features of this width
+            when it has none (synthetic graphs); ``0`` leaves the dataset as it is.
+        batch_size: seeds per mini-batch; ``None`` trains on the full graph.
+        num_neighbors: mini-batch fan-out per hop (all relations), one entry per layer.
+        eval_num_neighbors: fan-out of validation, test and prediction batches (default: ``num_neighbors``).
+        num_workers: sampling worker processes per rank (mini-batch only).
     """
 
-    def __init__(self, name: str = "aifb", reverse_edges: bool = True, valid_fraction: float = 0.2,
-                 split_seed: int = 0):
+    def __init__(self, name: str = "aifb", root: str | None = None, reverse_edges: bool = True,
+                 valid_fraction: float = 0.2, split_seed: int = 0, random_features: int = 0,
+                 batch_size: int | None = None, num_neighbors: list[int] = [10, 10],  # noqa: B006 (CLI default)
+                 eval_num_neighbors: list[int] | None = None, num_workers: int = 0):
         super().__init__()
+        if batch_size is not None and batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1 (or null for full-graph training), got {batch_size}")
+        if num_workers < 0:
+            raise UsageError(f"num_workers must be >= 0, got {num_workers}")
+        for option, fanout in (("num_neighbors", num_neighbors), ("eval_num_neighbors", eval_num_neighbors or [])):
+            bad = [k for k in fanout if k < -1]
+            if bad:
+                raise UsageError(f"{option}: fan-out {bad[0]} is not allowed; use a count >= 0, or -1 for all in-edges")
         self.save_hyperparameters()
         self._graph_on: dict[torch.device, HeteroGraph] = {}
+
+    @property
+    def minibatch(self) -> bool:
+        return self.hparams.batch_size is not None
 
     @cached_property
     def dataset(self) -> HeteroDataset:
         """The loaded dataset, checked to be a node-classification task."""
-        data = load(self.hparams.name)
+        name = self.hparams.name
+        if name in OGB_NAMES:
+            data = load_ogb_node_dataset(name, self.hparams.root)
+        else:
+            data = load(name)
+        width = self.hparams.random_features
+        if width > 0 and data.target not in data.graph.x:
+            generator = torch.Generator().manual_seed(self.hparams.split_seed)
+            x = torch.randn(data.graph.num_nodes(data.target), width, generator=generator)
+            data.graph = HeteroGraph(data.graph.num_nodes_dict, data.graph.edge_index_dict, {**data.graph.x, data.target: x},
+                                     data.graph.edge_data or None)
         if data.labels is None or data.train_idx is None or data.test_idx is None:
             raise UsageError(f"dataset '{data.name}' has no node labels or no train/test split (is it a "
                              "link-prediction graph such as fb15k237?); use a node-classification dataset "
@@ -144,9 +207,25 @@ class RGNNDataModule(L.LightningDataModule):
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
         local = self.splits[stage]
         offset = self.graph.node_offset(self.dataset.target)
-        return GraphBatch(self.graph, local + offset, self.dataset.labels[local])
+        return GraphBatch(self.graph, local + offset, self.dataset.labels[local], local)
+
+    def sampled_loader(self, stage: str) -> NeighborLoader:
+        """Mini-batches of the target nodes of ``stage``: shuffled with the training fan-out for
+        ``train``, fixed with the evaluation fan-out otherwise (see the module doc)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        train = stage == "train"
+        hp = self.hparams
+        fanout = hp.num_neighbors if train or hp.eval_num_neighbors is None else hp.eval_num_neighbors
+        workers = hp.num_workers
+        return NeighborLoader(self.graph, list(fanout), input_nodes=(self.dataset.target, self.splits[stage]),
+                              batch_size=hp.batch_size, shuffle=train, seed=None if train else hp.split_seed,
+                              num_workers=workers, persistent_workers=workers > 0,
+                              transform=AttachLabels(self.dataset.labels))
 
     def _loader(self, stage: str) -> DataLoader:
+        if self.minibatch:
+            return self.sampled_loader(stage)
         return DataLoader([self.batch(stage)], batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
@@ -162,9 +241,12 @@ class RGNNDataModule(L.LightningDataModule):
         return self._loader("test")
 
     def transfer_batch_to_device(self, batch: GraphBatch, device: torch.device, dataloader_idx: int) -> GraphBatch:
-        """Move a batch, copying the graph once per device (its cached layouts travel with it)."""
+        """Move a batch: the full graph is copied once per device (its cached layouts travel with
+        it), a sampled batch every time."""
         if batch.graph.device == device:
             return batch
+        if isinstance(batch.graph, SampledGraph):
+            return batch.to(device)
         if device not in self._graph_on:
             self._graph_on[device] = batch.graph.to(device)
-        return GraphBatch(self._graph_on[device], batch.index.to(device), batch.y.to(device))
+        return batch.to(device, self._graph_on[device])

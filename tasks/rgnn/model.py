@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from graphcore import nn as gnn
 from graphcore import ops
 from graphcore.graph import HeteroGraph
+from graphcore.sampling import SampledGraph
 
 ModelName = Literal["rgcn", "rgat", "hgt"]
 MODELS = ("rgcn", "rgat", "hgt")
@@ -22,15 +23,19 @@ class TypedInput(nn.Module):
 
     Node types with features are projected, :math:`h_v = x_v W_{\tau(v)} + b_{\tau(v)}` (dense
     or sparse CSR ``x``); featureless types get a learned embedding row per node, the
-    factorised form of R-GCN's one-hot input (:math:`\mathrm{onehot}(v)\, W = E_v`).
+    factorised form of R-GCN's one-hot input (:math:`\mathrm{onehot}(v)\, W = E_v`), as in PyG's
+    and DGL's ogbn-mag examples. On a sampled batch only the batch's rows are read (and get
+    gradients; ``sparse=True`` makes those gradients sparse, for ``torch.optim.SparseAdam``).
 
     Args:
         num_nodes: nodes per type.
         in_features: feature width of the types that have features.
         dim: output width.
+        sparse: sparse gradients for the embeddings.
     """
 
-    def __init__(self, num_nodes: Mapping[str, int], in_features: Mapping[str, int], dim: int):
+    def __init__(self, num_nodes: Mapping[str, int], in_features: Mapping[str, int], dim: int, *,
+                 sparse: bool = False):
         super().__init__()
         unknown = sorted(set(in_features) - set(num_nodes))
         if unknown:
@@ -39,21 +44,25 @@ class TypedInput(nn.Module):
         self.num_nodes = dict(num_nodes)
         self.node_types = list(num_nodes)  # ModuleList slots; names may hold '.', which ModuleDict forbids
         self.inputs = nn.ModuleList(
-            nn.Linear(in_features[t], dim) if t in in_features else nn.Embedding(count, dim)
+            nn.Linear(in_features[t], dim) if t in in_features else nn.Embedding(count, dim, sparse=sparse)
             for t, count in self.num_nodes.items())
         for module in self.inputs:
             if isinstance(module, nn.Embedding):
                 nn.init.xavier_uniform_(module.weight)
 
     def forward(self, g: HeteroGraph) -> Tensor:
-        """``[N, dim]`` in ``g``'s global node order (``g`` must have the types it was built for)."""
-        if list(g.num_nodes_dict.items()) != list(self.num_nodes.items()):
+        """``[N, dim]`` in ``g``'s global node order. ``g`` is the graph the model was built for
+        (same types, counts and order) or a :class:`~graphcore.sampling.SampledGraph` of it, whose
+        featureless nodes read their embedding rows through ``n_id``."""
+        sampled = isinstance(g, SampledGraph)
+        if (list(g.node_types) != self.node_types if sampled
+                else list(g.num_nodes_dict.items()) != list(self.num_nodes.items())):
             raise ValueError(f"the graph's node types/counts {g.num_nodes_dict} differ from the ones the model "
                              f"was built for {self.num_nodes} (same types, counts and order needed)")
         rows = {}
         for ntype, module in zip(self.node_types, self.inputs):
             if isinstance(module, nn.Embedding):
-                rows[ntype] = module.weight
+                rows[ntype] = module(g.n_id[ntype]) if sampled else module.weight
             elif ntype not in g.x:
                 raise ValueError(f"node type '{ntype}' was built with input features but the graph has none; "
                                  "pass the same dataset the model was trained on")
@@ -106,16 +115,27 @@ class RGNN(nn.Module):
         self_loop: ``rgcn`` only: add the root weight :math:`W_0 h_v`.
         heads: attention heads of the hidden ``rgat``/``hgt`` layers.
         dropout: dropout after each hidden layer's activation.
+        sparse_embeddings: sparse gradients for the featureless types' embeddings (large graphs).
+        attention: ``rgat`` only: ``all`` normalises the attention over all incoming edges of a
+            node (PyG's ``RGATConv`` default); ``relation`` within each relation, then sums over
+            relations, as R-GCN's per-relation mean (PyG's ``attention_mechanism="within-relation"``).
+            On MUTAG a compound's ~70 in-edges are mostly atoms and bonds: over all of them the few
+            label-bearing relations are drowned out and training fits the compounds' own
+            embeddings instead (the collapse; see the README).
 
     Shapes:
-        ``forward(g)`` -> ``[N, num_classes]`` logits for every node, in global order.
+        ``forward(g)`` -> ``[N, num_classes]`` logits for every node of ``g`` (the full graph or a
+        sampled batch of it), in global order.
     """
 
     def __init__(self, num_nodes: Mapping[str, int], num_relations: int, num_classes: int, *,
                  in_features: Mapping[str, int] | None = None, model: ModelName = "rgcn", hidden: int = 16,
                  num_layers: int = 2, num_bases: int | None = None, aggr: Literal["sum", "mean"] = "mean",
-                 self_loop: bool = True, heads: int = 1, dropout: float = 0.0):
+                 self_loop: bool = True, heads: int = 1, dropout: float = 0.0, sparse_embeddings: bool = False,
+                 attention: Literal["all", "relation"] = "all"):
         super().__init__()
+        if attention not in ("all", "relation"):
+            raise ValueError(f"RGNN: attention must be 'all' or 'relation', got {attention!r}")
         if model not in MODELS:
             raise ValueError(f"RGNN: model must be one of {MODELS}, got {model!r}")
         if num_layers < 1:
@@ -124,7 +144,7 @@ class RGNN(nn.Module):
             raise ValueError(f"RGNN: num_bases applies to model='rgcn' only, got model={model!r}")
         if model != "rgcn" and num_layers > 1 and hidden % heads != 0:
             raise ValueError(f"RGNN: hidden ({hidden}) must be divisible by heads ({heads})")
-        self.input = TypedInput(num_nodes, in_features or {}, hidden)
+        self.input = TypedInput(num_nodes, in_features or {}, hidden, sparse=sparse_embeddings)
         dims = [hidden] * num_layers + [num_classes]
         layers = []
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
@@ -134,6 +154,8 @@ class RGNN(nn.Module):
                                        aggr=aggr))
             elif model == "rgat":
                 layers.append(gnn.RGAT(d_in, d_out // h, num_relations, heads=h))
+                if attention == "relation":  # softmax within each relation, then a sum over relations
+                    layers[-1].attention_group = "dst_etype"
             else:
                 layers.append(gnn.HGT(d_in, d_out, len(num_nodes), num_relations, heads=h))
         self.stack = RelationalStack(layers, dropout)

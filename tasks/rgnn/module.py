@@ -1,4 +1,4 @@
-"""LightningModule: full-graph entity classification with a masked cross-entropy."""
+"""LightningModule: entity classification (full graph or sampled batches) with a cross-entropy on the target nodes."""
 from __future__ import annotations
 
 from typing import Literal
@@ -42,18 +42,23 @@ class RGNNClassifier(L.LightningModule):
         weight_decay: Adam L2 penalty on all parameters.
         compile: run the relational layers through :func:`graphcore.compile` (same parameters
             and ``state_dict``; code it cannot compile falls back to eager with a warning).
+        attention: ``rgat`` attention normalisation, ``all`` incoming edges or within each ``relation``.
+        sparse_embeddings: sparse gradients for the featureless types' embeddings, trained by
+            ``SparseAdam`` (no weight decay) while the rest uses Adam: on a large graph a
+            mini-batch step then touches only the batch's embedding rows, not the whole table.
     """
 
     def __init__(self, num_nodes: dict[str, int], num_relations: int, num_classes: int,
                  in_features: dict[str, int] | None = None, model: ModelName = "rgcn", hidden: int = 32,
                  num_layers: int = 2, num_bases: int | None = None, aggr: Literal["sum", "mean"] = "mean",
                  self_loop: bool = True, heads: int = 1, dropout: float = 0.0, lr: float = 0.01,
-                 weight_decay: float = 5e-4, compile: bool = False):
+                 weight_decay: float = 5e-4, compile: bool = False, sparse_embeddings: bool = False,
+                 attention: Literal["all", "relation"] = "all"):
         super().__init__()
         self.save_hyperparameters()
         self.net = RGNN(num_nodes, num_relations, num_classes, in_features=in_features, model=model, hidden=hidden,
                         num_layers=num_layers, num_bases=num_bases, aggr=aggr, self_loop=self_loop, heads=heads,
-                        dropout=dropout)
+                        dropout=dropout, sparse_embeddings=sparse_embeddings, attention=attention)
         if compile:
             self.net.stack = graphcore.compile(self.net.stack, fallback="eager")
         for stage in STAGES:  # attributes, not a ModuleDict: "train" would shadow nn.Module.train
@@ -86,8 +91,48 @@ class RGNNClassifier(L.LightningModule):
         """The batch's target nodes: ``node`` (id within the target node type, as in the
         dataset's splits), predicted class ``pred`` and class probabilities ``prob`` ``[B, C]``."""
         logits = self(batch.graph).index_select(0, batch.index)
-        offset = batch.graph.node_offset(self.trainer.datamodule.dataset.target)
-        return {"node": batch.index - offset, "pred": logits.argmax(-1), "prob": logits.softmax(-1)}
+        return {"node": batch.node, "pred": logits.argmax(-1), "prob": logits.softmax(-1)}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        if not hp.sparse_embeddings:
+            return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        sparse = {id(m.weight) for m in self.net.input.inputs if isinstance(m, torch.nn.Embedding)}
+        params = list(self.parameters())
+        return DenseSparseAdam([p for p in params if id(p) not in sparse], [p for p in params if id(p) in sparse],
+                               lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+class DenseSparseAdam(torch.optim.Optimizer):
+    """Adam for the dense parameters and ``SparseAdam`` for the sparse-gradient embeddings, as one
+    optimiser (Lightning's automatic optimisation takes one)."""
+
+    def __init__(self, dense: list[torch.nn.Parameter], sparse: list[torch.nn.Parameter], *, lr: float,
+                 weight_decay: float):
+        self.dense = torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay)
+        self.sparse = torch.optim.SparseAdam(sparse, lr=lr) if sparse else None
+        super().__init__(dense + sparse, {"lr": lr})
+        self.param_groups = self.dense.param_groups + (self.sparse.param_groups if self.sparse else [])
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.dense.step()
+        if self.sparse is not None:
+            self.sparse.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.dense.zero_grad(set_to_none)
+        if self.sparse is not None:
+            self.sparse.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"dense": self.dense.state_dict(), "sparse": self.sparse.state_dict() if self.sparse else None}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.dense.load_state_dict(state_dict["dense"])
+        if self.sparse is not None:
+            self.sparse.load_state_dict(state_dict["sparse"])

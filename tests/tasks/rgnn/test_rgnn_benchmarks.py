@@ -124,6 +124,24 @@ def test_accuracy_summary_and_goal():
     assert row["test_mean"] == pytest.approx(0.95) and row["test_std"] == pytest.approx(0.05)
     assert row["met"] is True and row["paper"] == 0.9583
     assert rgnn_accuracy.display(row)["test"] == "95.00 ± 5.00"
-    assert rgnn_accuracy.summarise("aifb", "rgat", runs)["met"] is None
+    rgat = rgnn_accuracy.summarise("aifb", "rgat", runs)
+    assert rgat["met"] is None and rgat["min_met"] is True  # worst seed 90 % >= 80 %
+    assert rgnn_accuracy.summarise("mutag", "rgat", [{"test_acc": a, "seconds": 1.0} for a in (0.7, 0.34)])["min_met"] is False
     with pytest.raises(ValueError, match="no configuration .*nope_rgcn.yaml"):
         rgnn_accuracy.train_once("nope", "rgcn", 0, 0.0)
+
+
+def test_minibatch_benchmark_reports_each_part(tmp_path):
+    from benchmarks import rgnn_minibatch
+
+    out = rgnn_minibatch.main(["--graphs", "mag_like:0.001", "--models", "rgcn", "--systems", "eager", "pyg", "dgl",
+                               "--batch-size", "32", "--steps", "1", "--warmup", "1", "--hidden", "8", "--threads", "1",
+                               "--output", str(tmp_path / "mb.json")])
+    batches = out["batches"][0]
+    assert batches["sample_ms"] > 0 and batches["build_ms"] > 0 and batches["batch_nodes"] > 32
+    cells = {c["system"]: c for c in out["cells"]}
+    assert cells["eager"]["status"] == cells["pyg"]["status"] == "ok" and "not run" in cells["dgl"]["status"]
+    eager = cells["eager"]
+    step = eager["step_ms"] / 1e3
+    assert abs(eager["seeds_per_s"] - 32 / step) < 1e-6 and 0 < eager["build_share"] < 1
+    assert json.loads((tmp_path / "mb.json").read_text())["cells"][0]["graph"] == "mag_like:0.001"

@@ -26,7 +26,8 @@ def test_help_lists_the_options(capsys):
         main(["fit", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--data.name", "--data.valid_fraction", "--model.model", "--model.hidden", "--model.num_bases",
+    for option in ("--data.name", "--data.valid_fraction", "--data.batch_size", "--data.num_neighbors",
+                   "--data.num_workers", "--data.eval_num_neighbors", "--data.root", "--model.model", "--model.hidden", "--model.num_bases",
                    "--model.lr", "--test_after_fit", "--checkpoint.monitor", "--trainer.max_epochs"):
         assert option in text, option
     assert "--model.num_nodes" not in text  # linked from the data, not a user option
@@ -57,11 +58,50 @@ def test_checkpoint_is_saved_and_reloads_alone(tmp_path, capsys):
     assert restored.hparams.num_nodes == cli.datamodule.num_nodes
 
 
+LARGE = {"ogbn-mag": "ogbn-mag", "mag-like": "mag_like:1.0"}  # configs of graphs too big to load in a test
+
+
 @pytest.mark.parametrize("config", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
-def test_configs_build(config):
-    cli = main(["--config", str(config)], run=False)
+def test_configs_build(config, capsys):
     dataset, model = config.stem.split("_")
+    if dataset in LARGE:  # parsed, not loaded
+        with pytest.raises(SystemExit) as done:
+            main(["fit", "--config", str(config), "--print_config"])
+        text = capsys.readouterr().out
+        assert done.value.code == 0 and f"name: {LARGE[dataset]}" in text and "batch_size: 1024" in text
+        return
+    cli = main(["--config", str(config)], run=False)
     assert cli.datamodule.hparams.name == dataset and cli.model.hparams.model == model
+
+
+def test_the_mag_recipe_trains_on_sampled_batches(tmp_path, capsys):
+    """The ogbn-mag recipe, on a small synthetic MAG-like graph: sampled batches, sampling workers,
+    sparse embeddings, compiled layers, then test on sampled batches."""
+    cli = main(["fit", "--config", str(CONFIG_DIR / "mag-like_rgcn.yaml"), "--data.name=mag_like:0.002",
+                "--data.batch_size=64", "--data.num_neighbors=[4, 3]", "--data.num_workers=1", "--model.hidden=8",
+                "--model.sparse_embeddings=true", "--model.compile=true", "--trainer.max_steps=3",
+                "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=2", f"--trainer.default_root_dir={tmp_path}",
+                f"--trainer.logger.init_args.save_dir={tmp_path}", *QUIET])
+    assert cli.trainer.global_step == 3 and "test/acc" in capsys.readouterr().out
+    assert cli.datamodule.in_features == {"paper": 128}
+    batch = next(iter(cli.datamodule.val_dataloader()))
+    assert type(batch.graph).__name__ == "SampledGraph" and len(batch) == 64
+    assert torch.equal(batch.y, cli.datamodule.dataset.labels[batch.node])
+    again = next(iter(cli.datamodule.val_dataloader()))  # evaluation batches are repeatable
+    assert again.graph.equals(batch.graph)
+
+
+def test_minibatch_options_are_checked(tmp_path, capsys):
+    for option, message in (("--data.batch_size=0", "batch_size must be >= 1"),
+                            ("--data.num_neighbors=[5, -2]", "num_neighbors: fan-out -2 is not allowed"),
+                            ("--data.num_workers=-1", "num_workers must be >= 0")):
+        with pytest.raises(SystemExit) as done:
+            main(["fit", "--data", "aifb", option, "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path}",
+                  *QUIET])
+        assert done.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--data", "ogbn-mag", "--trainer.fast_dev_run=1", *QUIET])
+    assert done.value.code == 2 and "--data ogbn-mag needs --data.root DIR" in capsys.readouterr().err
 
 
 def test_bad_model_name_is_rejected():

@@ -71,3 +71,17 @@ def test_rgnn_rejects_bad_configurations_and_other_graphs():
     featured = RGNN(COUNTS, 5, 2, in_features={"c": 3})
     with pytest.raises(ValueError, match="node type 'c' was built with input features but the graph has none"):
         featured(random_heterograph(COUNTS, SCHEMA, 5))
+
+
+def test_rgat_attention_within_each_relation():
+    g = graph_with_features()
+    within = RGNN(COUNTS, g.num_relations, 3, in_features={"b": 6, "c": 3}, model="rgat", hidden=8, heads=2,
+                  attention="relation").double().eval()
+    over_all = RGNN(COUNTS, g.num_relations, 3, in_features={"b": 6, "c": 3}, model="rgat", hidden=8, heads=2).double().eval()
+    over_all.load_state_dict(within.state_dict())
+    assert [layer.attention_group for layer in within.stack.layers] == ["dst_etype", "dst_etype"]
+    g64 = HeteroGraph(g.num_nodes_dict, g.edge_index_dict, {t: v.to_dense().double() for t, v in g.x.items()})
+    out_within, out_all = within(g64), over_all(g64)
+    assert not torch.allclose(out_within, out_all)
+    with pytest.raises(ValueError, match="attention must be 'all' or 'relation'"):
+        RGNN(COUNTS, 5, 2, model="rgat", attention="edge")
