@@ -37,6 +37,14 @@ from graphcore.tasks.cli_errors import UsageError
 ADJACENCY_MODES = ("distance", "all_ones", "adaptive", "semi")
 
 
+def check_sensor_graph(distance: Tensor, n_virtual: int) -> None:
+    """Refuse a non-square distance matrix or a negative number of virtual nodes (:class:`UsageError`)."""
+    if distance.ndim != 2 or distance.shape[0] != distance.shape[1]:
+        raise UsageError(f"distance adjacency must be square, got shape {tuple(distance.shape)}")
+    if n_virtual < 0:
+        raise UsageError(f"n_virtual must be >= 0, got {n_virtual}")
+
+
 def check_mode(mode: str) -> str:
     """Return ``mode`` if it is one of :data:`ADJACENCY_MODES`, else raise :class:`UsageError` (a ``ValueError``)."""
     if mode not in ADJACENCY_MODES:
@@ -107,10 +115,7 @@ class VirtualNodeAdjacency(nn.Module):
                  prune_threshold: float = 0.1):
         super().__init__()
         self.mode = check_mode(mode)
-        if distance.ndim != 2 or distance.shape[0] != distance.shape[1]:
-            raise ValueError(f"distance adjacency must be square, got shape {tuple(distance.shape)}")
-        if n_virtual < 0:
-            raise UsageError(f"n_virtual must be >= 0, got {n_virtual}")
+        check_sensor_graph(distance, n_virtual)
         self.num_real, self.n_virtual = distance.shape[0], n_virtual
         self.prune_threshold = prune_threshold
         total = self.num_real + n_virtual

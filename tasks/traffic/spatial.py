@@ -38,7 +38,7 @@ from torch import Tensor, nn
 import graphcore as gc
 from graphcore import ops
 from graphcore.tasks.cli_errors import UsageError
-from graphcore.tasks.traffic.adjacency import check_mode
+from graphcore.tasks.traffic.adjacency import check_mode, check_sensor_graph
 
 NODE_TYPES = ("sensor", "virtual")
 RELATIONS = (("sensor", "road", "sensor"), ("sensor", "to_virtual", "virtual"),
@@ -132,10 +132,7 @@ class GraphSpatial(nn.Module):
                  prune_threshold: float = 0.1, execution: Literal["compiled", "eager"] = "compiled"):
         super().__init__()
         self.mode = check_mode(mode)
-        if distance.ndim != 2 or distance.shape[0] != distance.shape[1]:
-            raise UsageError(f"distance adjacency must be square, got shape {tuple(distance.shape)}")
-        if n_virtual < 0:
-            raise UsageError(f"n_virtual must be >= 0, got {n_virtual}")
+        check_sensor_graph(distance, n_virtual)
         if execution not in ("compiled", "eager"):
             raise UsageError(f"execution must be 'compiled' or 'eager', got {execution!r}")
         self.num_real, self.n_virtual, self.prune_threshold = distance.shape[0], n_virtual, prune_threshold
