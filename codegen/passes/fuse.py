@@ -107,9 +107,11 @@ def _schedulable(ops: list[Op], g: _Graph) -> bool:
         return False
     if indices:
         index = indices.pop()
-        if index == ALL_ROWS:
-            member = next(op.inputs[0].domain for op in ops if group_index(op) == ALL_ROWS)
-            group = Domain.SCALAR
+        if index == ALL_ROWS:  # sums over all rows: of one domain, the kernel's rows
+            members = {op.inputs[0].domain for op in ops if group_index(op) == ALL_ROWS}
+            if len(members) > 1:
+                return False
+            member, group = members.pop(), Domain.SCALAR
         else:
             member, group = INDEX_MAPS[index].target, INDEX_MAPS[index].source
         allowed = {member, group, Domain.SCALAR}

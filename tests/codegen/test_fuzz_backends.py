@@ -277,3 +277,13 @@ def test_regression_fuse_gathers_a_value_of_its_own_kernel():
                     edge_data={"w": {r: torch.ones(g.num_edges(r)) for r in g.relations}})
     check([("linear", 0, 0, 1), ("linear", 0, 0, 0), ("gather", 4, 5, 0), ("split_heads", 1, 0, 0)], (g,),
           in_channels=2)
+
+
+@pytest.mark.parametrize("num_nodes, edges", [(1, []), (3, [(0, 1), (1, 2)])])
+def test_regression_fuse_sums_rows_of_two_domains(num_nodes, edges):
+    """out = aggregate(linear(w) + b) + dot(h, h), h = linear(x) + b: the backward's bias sums
+    over edges and over nodes were one kernel, whose rows could only be one of the two."""
+    index = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).t()
+    g = HeteroGraph({"t0": num_nodes}, {("t0", "r0", "t0"): index},
+                    edge_data={"w": {("t0", "r0", "t0"): torch.ones(index.shape[1])}})
+    check([("linear", 0, 1, 0), ("edge_data", 0, 0, 0), ("linear", 2, 1, 0)], (g,), in_channels=1)

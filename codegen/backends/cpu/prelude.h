@@ -7,16 +7,63 @@
 #include <cstring>
 #include <omp.h>
 
+// Math the vectoriser can inline. glibc's scalar expf/erff are calls that keep `#pragma omp simd`
+// loops scalar: HGT's GELU and its derivative took 8.7 ms of a 61 ms training step on heco_acm.
+// For float, exp is Cody-Waite reduction and Cephes' degree-6 polynomial (<= 1 ulp; -inf -> 0,
+// +inf and overflow -> inf, NaN -> NaN), and erf is Abramowitz-Stegun 7.1.26 (absolute error
+// < 5e-7, so GELU is within 2.5e-7 |x| of float64; PyTorch's own float GELU on CPU is within
+// 1.2e-6 on [-6, 6]). Double keeps libm's.
+namespace gc_math {
+using std::log1p;
+using std::tanh;
+
+static inline float exp(float x) {
+  float c = x < -104.0f ? -104.0f : x;  // exp underflows to 0 below (and -inf gives 0)
+  c = c > 89.0f ? 89.0f : c;            // and overflows to inf above
+  c = c == c ? c : 0.0f;                // NaN: a finite stand-in here, NaN returned below
+  const float fn = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(c / ln 2)
+  float r = c - fn * 0.693359375f;      // ln 2 in two parts: r = c - fn ln 2, exactly enough
+  r = r - fn * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t n = (int32_t)fn, n1 = n / 2, n2 = n - n1;  // 2^n as two normal factors: n in [-150, 129]
+  const int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, sizeof s1);
+  std::memcpy(&s2, &b2, sizeof s2);
+  const float y = p * s1 * s2;
+  return x == x ? y : x;
+}
+static inline double exp(double x) { return std::exp(x); }
+
+static inline float erf(float x) {
+  const float z = std::fabs(x);
+  const float t = 1.0f / (1.0f + 0.3275911f * z);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  return std::copysign(1.0f - p * t * exp(-z * z), x);
+}
+static inline double erf(double x) { return std::erf(x); }
+}  // namespace gc_math
+
 template <typename T> static inline T gc_relu(T x) { return x > T(0) ? x : T(0); }
 template <typename T> static inline T gc_leaky_relu(T x, T s) { return x > T(0) ? x : s * x; }
-template <typename T> static inline T gc_elu(T x, T a) { return x > T(0) ? x : a * (std::exp(x) - T(1)); }
-template <typename T> static inline T gc_gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752))); }
-template <typename T> static inline T gc_sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <typename T> static inline T gc_elu(T x, T a) { return x > T(0) ? x : a * (gc_math::exp(x) - T(1)); }
+template <typename T> static inline T gc_gelu(T x) { return T(0.5) * x * (T(1) + gc_math::erf(x * T(0.70710678118654752))); }
+template <typename T> static inline T gc_sigmoid(T x) { return T(1) / (T(1) + gc_math::exp(-x)); }
 template <typename T> static inline T gc_d_relu(T x) { return x > T(0) ? T(1) : T(0); }
 template <typename T> static inline T gc_d_leaky_relu(T x, T s) { return x > T(0) ? T(1) : s; }
-template <typename T> static inline T gc_d_elu(T x, T a) { return x > T(0) ? T(1) : a * std::exp(x); }
+template <typename T> static inline T gc_d_elu(T x, T a) { return x > T(0) ? T(1) : a * gc_math::exp(x); }
 template <typename T> static inline T gc_d_gelu(T x) {
-  return T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752))) + x * std::exp(T(-0.5) * x * x) * T(0.39894228040143268);
+  return T(0.5) * (T(1) + gc_math::erf(x * T(0.70710678118654752))) + x * gc_math::exp(T(-0.5) * x * x) * T(0.39894228040143268);
 }
 template <typename T> static inline T gc_inf_to_zero(T x) { return std::isinf(x) ? T(0) : x; }
 

@@ -27,6 +27,9 @@ class CpuPrinter(CFamilyPrinter):
         w.line('#include "prelude.h"')
         w.blank()
 
+    def math_prefix(self) -> str:  # std's functions, with exp and erf the vectoriser can inline (prelude.h)
+        return "gc_math::"
+
     def member_loop_barrier(self) -> str:
         # GCC otherwise vectorises the loop over a group's members, gathering one element of each
         # member row per lane (vgatherqps), after fully unrolling the short row loop inside: an

@@ -5,8 +5,8 @@ The reference implementation of every function is in :mod:`codegen.numerics.elem
 eager ops, the interpreter and the torch backend call it). Here each function gets:
 
 * ``c``: its spelling in the C-family printers, a template over ``{x}`` (unary) or ``{a}``,
-  ``{b}`` (binary), with ``{std}`` for the dialect's math namespace (``std::`` in C++, nothing in
-  CUDA) and ``{slope}``/``{alpha}`` for the attributes of ``leaky_relu``/``elu``;
+  ``{b}`` (binary), with ``{std}`` for the dialect's math namespace (``gc_math::`` in the CPU prelude: std's
+  functions with a vectorisable float ``exp``; nothing in CUDA) and ``{slope}``/``{alpha}`` for the attributes of ``leaky_relu``/``elu``;
 * ``grad``: its VJP, built in the IR from the cotangent ``g``: ``grad(b, op, g, x, y)`` returns
   :math:`\bar{x}` for a unary function (input ``x``, output ``y``), ``grad(b, op, g, a, c)`` both
   operands' cotangents for a binary one (before broadcasting is undone). ``None``: the function

@@ -169,3 +169,40 @@ def test_sum_to_prints_block_sums_where_blocks_are_contiguous(src, target, block
     from graphcore.codegen.backends.cfamily import _trailing_blocks
 
     assert _trailing_blocks(src, target) == blocks
+
+
+class _Unary(torch.nn.Module):
+    def __init__(self, fn: str):
+        super().__init__()
+        self.fn, self.out_channels = fn, 1
+
+    def forward(self, g, x):
+        return gc.ops.unary(self.fn, x, alpha=0.7)
+
+
+@pytest.mark.parametrize("fn", ["exp", "gelu", "sigmoid", "elu"])
+def test_float32_math_is_accurate_across_the_range(fn):
+    """The prelude's vectorisable float exp and erf (gc_math): each value and derivative within a
+    few float ulps of float64 (GELU: the erf approximation's 5e-7, scaled by |x|), with inf, NaN,
+    underflow and overflow as in libm. Fails for a polynomial off by more than ~2 ulps."""
+    special = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 88.7, 89.5, -87.5, -103.0, -110.0])
+    x = torch.cat([torch.linspace(-110, 95, 40_000), torch.linspace(-8, 8, 20_000), special]).float().unsqueeze(1)
+    g = gc.HeteroGraph({"n": x.shape[0]}, {("n", "r", "n"): torch.zeros(2, 0, dtype=torch.long)})
+    model = _Unary(fn)
+    x32 = x.clone().requires_grad_()
+    out = gc.compile(model, backend="cpu")(g, x32)
+    (grad,) = torch.autograd.grad(out.sum(), [x32])
+    x64 = x.double().requires_grad_()
+    ref = model(g, x64)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), [x64])
+    assert torch.isnan(out[torch.isnan(x)]).all() and torch.isnan(grad[torch.isnan(x)]).all()
+    for got, want in ((out.detach(), ref.detach()), (grad, ref_grad)):
+        # exp alone: relative; the others round order-1 intermediates (y (1 - y), y + alpha) in float
+        bound = 5e-7 * (1 + x.abs()) if fn == "gelu" else 2.5e-7 * want.abs() + (0 if fn == "exp" else 1.2e-7)
+        want32 = want.float()  # where float64 over- or underflows in float, so must float
+        finite = torch.isfinite(want32) & torch.isfinite(x)
+        limits = ~finite & ~torch.isnan(x)  # (torch's ELU derivative at NaN is 1; ours stays NaN)
+        torch.testing.assert_close(got[limits], want32[limits], rtol=3e-7, atol=0, equal_nan=True,
+                                   msg=lambda m: f"{fn} at infinities, NaN and float's limits: {m}")
+        err = (got.double() - want).abs()[finite]
+        assert (err <= 2 * bound[finite] + 1e-37).all(), f"{fn}: error {err.max():.3g} at x = {x[finite][err.argmax()].item()}"

@@ -270,7 +270,7 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
       for (int64_t j = 0; j < 2; ++j) t7[j] = (t5[j] * c6[0]);
       for (int64_t j = 0; j < 2; ++j) {
         const real hi = t7[j] > acc8[j] ? t7[j] : acc8[j];
-        acc9[j] = acc9[j] * std::exp(acc8[j] - hi) + std::exp(t7[j] - hi);
+        acc9[j] = acc9[j] * gc_math::exp(acc8[j] - hi) + gc_math::exp(t7[j] - hi);
         acc8[j] = hi;
       }
     }
@@ -300,7 +300,7 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
       for (int64_t j = 0; j < 2; ++j) t10[j] = (t7[j] - acc8[j]);
       real t11[2];
       #pragma omp simd
-      for (int64_t j = 0; j < 2; ++j) t11[j] = std::exp(t10[j]);
+      for (int64_t j = 0; j < 2; ++j) t11[j] = gc_math::exp(t10[j]);
       real t12[2];
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) t12[j] = (t11[j] / acc9[j]);

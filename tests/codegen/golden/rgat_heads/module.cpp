@@ -156,7 +156,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
       for (int64_t j = 0; j < 2; ++j) t5[j] = gc_leaky_relu(t4[j], (real)0.2);
       for (int64_t j = 0; j < 2; ++j) {
         const real hi = t5[j] > acc6[j] ? t5[j] : acc6[j];
-        acc7[j] = acc7[j] * std::exp(acc6[j] - hi) + std::exp(t5[j] - hi);
+        acc7[j] = acc7[j] * gc_math::exp(acc6[j] - hi) + gc_math::exp(t5[j] - hi);
         acc6[j] = hi;
       }
     }
@@ -179,7 +179,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
       for (int64_t j = 0; j < 2; ++j) t8[j] = (t5[j] - acc6[j]);
       real t9[2];
       #pragma omp simd
-      for (int64_t j = 0; j < 2; ++j) t9[j] = std::exp(t8[j]);
+      for (int64_t j = 0; j < 2; ++j) t9[j] = gc_math::exp(t8[j]);
       real t10[2];
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) t10[j] = (t9[j] / acc7[j]);

@@ -156,7 +156,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
       for (int64_t j = 0; j < 1; ++j) t5[j] = gc_leaky_relu(t4[0], (real)0.2);
       for (int64_t j = 0; j < 1; ++j) {
         const real hi = t5[j] > acc6[j] ? t5[j] : acc6[j];
-        acc7[j] = acc7[j] * std::exp(acc6[j] - hi) + std::exp(t5[j] - hi);
+        acc7[j] = acc7[j] * gc_math::exp(acc6[j] - hi) + gc_math::exp(t5[j] - hi);
         acc6[j] = hi;
       }
     }
@@ -179,7 +179,7 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
       for (int64_t j = 0; j < 1; ++j) t8[j] = (t5[0] - acc6[0]);
       real t9[1];
       #pragma omp simd
-      for (int64_t j = 0; j < 1; ++j) t9[j] = std::exp(t8[0]);
+      for (int64_t j = 0; j < 1; ++j) t9[j] = gc_math::exp(t8[0]);
       real t10[1];
       #pragma omp simd
       for (int64_t j = 0; j < 1; ++j) t10[j] = (t9[0] / acc7[0]);
