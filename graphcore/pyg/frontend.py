@@ -7,7 +7,8 @@ A compiled model that contains PyG layers is called as in PyG:
 * ``model(x_dict, edge_index_dict, ...)``, the hetero convention of ``HGTConv``: node types in
   ``x_dict`` order, relations in ``edge_index_dict`` order (more arguments may follow, such as the
   homogeneous ``edge_index``/``edge_type`` of the same graph for an ``RGCNConv`` inside);
-* ``model(data)`` with a ``HeteroData``: ``model(data.x_dict, data.edge_index_dict)``.
+* ``model(data)`` with a ``HeteroData``: ``model(data.x_dict, data.edge_index_dict)``; this is also
+  how a ``to_hetero`` model is called (:mod:`graphcore.pyg.to_hetero` runs its fx graph).
 
 The :class:`~graphcore.graph.HeteroGraph` and its layout are built from the edge tensors once
 and cached (:class:`GraphCache`, keyed by the tensors' identity and version), not rebuilt on
@@ -27,25 +28,27 @@ from torch import Tensor, nn
 
 from graphcore.codegen.errors import CompileError, GraphError
 from graphcore.graph import HeteroGraph
-from graphcore.pyg import layers
+from graphcore.pyg import layers, to_hetero
 
 if TYPE_CHECKING:
     from graphcore.compile import Call
     from graphcore.trace import SymbolicGraph, SymbolicTensor, Tracer
 
-SUPPORTED = "RGCNConv, FastRGCNConv, RGATConv, HGTConv, HeteroConv over GraphConv/SAGEConv"
+SUPPORTED = ("RGCNConv, FastRGCNConv, RGATConv, HGTConv, HeteroConv over GraphConv/SAGEConv, "
+             "to_hetero(aggr='sum'/'mean') models over GraphConv/SAGEConv")
 _CACHE_SIZE = 8  # graphs kept per compiled model (a training loop alternates a few)
 
 
 def _pyg_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """PyG's modules in ``model``, without those inside a ``HeteroConv`` (substituted as a whole)."""
+    """PyG's modules in ``model``, without those inside a ``HeteroConv`` or a ``to_hetero`` model
+    (each substituted as a whole)."""
     inside: list[str] = []
     for name, module in model.named_modules():
         if any(name.startswith(prefix) for prefix in inside):
             continue
-        if type(module).__module__.startswith("torch_geometric."):
+        if type(module).__module__.startswith("torch_geometric.") or to_hetero.is_to_hetero(module):
             yield name, module
-            if type(module).__name__ == "HeteroConv":
+            if type(module).__name__ == "HeteroConv" or to_hetero.is_to_hetero(module):
                 inside.append(f"{name}." if name else "")
 
 
@@ -57,6 +60,8 @@ def _forward_of(module: nn.Module):
     """The graphcore forward that replaces a PyG layer's while tracing, or None."""
     from torch_geometric.nn import HeteroConv, HGTConv, MessagePassing, RGATConv, RGCNConv
 
+    if to_hetero.is_to_hetero(module):  # its per-relation copies become HeteroConv-like layers
+        return to_hetero.check_to_hetero, to_hetero.to_hetero_forward
     if isinstance(module, HeteroConv):  # its inner layers become one graphcore layer
         return layers.check_hetero_conv, layers.hetero_conv_forward
     if isinstance(module, RGCNConv):  # FastRGCNConv too: same parameters and numerics

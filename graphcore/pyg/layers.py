@@ -16,12 +16,16 @@ A configuration graphcore has no op for raises :class:`~graphcore.CompileError` 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from graphcore.codegen.errors import CompileError
 from graphcore.nn import HGT, RGAT, RGCN
+
+if TYPE_CHECKING:
+    from graphcore.pyg.to_hetero import ToHeteroLayer
 
 
 def _layer(cls: type[nn.Module], **attrs) -> nn.Module:
@@ -34,7 +38,10 @@ def _layer(cls: type[nn.Module], **attrs) -> nn.Module:
 
 
 def _refuse(conv: nn.Module, what: str) -> CompileError:
-    return CompileError(f"graphcore.compile cannot compile {type(conv).__name__} with {what}; run this layer with "
+    """The refusal of a configuration, naming the layer (its ``label`` where it has one: a to_hetero
+    model's layer is named by its module path)."""
+    name = getattr(conv, "label", type(conv).__name__)
+    return CompileError(f"graphcore.compile cannot compile {name} with {what}; run this layer with "
                         "fallback='eager', or use a supported configuration (see graphcore.pyg)",
                         op=type(conv).__name__)
 
@@ -157,14 +164,16 @@ def _reduce_of(conv: nn.Module) -> str:
     return "mean" if conv.aggr == "mean" else "sum"
 
 
-def check_hetero_conv(hetero: nn.Module) -> None:
+def check_hetero_conv(hetero: nn.Module | ToHeteroLayer) -> None:
+    """Refuse what :func:`hetero_conv_forward` cannot run: a ``HeteroConv``, or the per-relation
+    copies of one layer of a ``to_hetero`` model (:class:`~graphcore.pyg.to_hetero.ToHeteroLayer`)."""
     from torch_geometric.nn import GraphConv, SAGEConv
 
     if hetero.aggr not in ("sum", "mean"):
         raise _refuse(hetero, f"aggr={hetero.aggr!r} (supported: 'sum', 'mean')")
     for edge_type, conv in hetero.convs.items():
         if not isinstance(conv, (GraphConv, SAGEConv)):
-            raise _refuse(hetero, f"a {type(conv).__name__} for {edge_type} (supported inside HeteroConv: "
+            raise _refuse(hetero, f"a {type(conv).__name__} for {edge_type} (supported per relation: "
                                   "GraphConv, SAGEConv)")
         if conv.aggr not in ("add", "sum", "mean"):
             raise _refuse(hetero, f"{type(conv).__name__}(aggr={conv.aggr!r}) for {edge_type}")
@@ -177,11 +186,12 @@ def check_hetero_conv(hetero: nn.Module) -> None:
         raise _refuse(hetero, "inner layers that mix sum and mean aggregation")
 
 
-def hetero_conv_forward(hetero: nn.Module, frontend, x_dict: dict[str, Tensor], edge_index_dict: dict,
-                        *args, **kwargs) -> dict[str, Tensor]:
+def hetero_conv_forward(hetero: nn.Module | ToHeteroLayer, frontend, x_dict: dict[str, Tensor],
+                        edge_index_dict: dict, *args, **kwargs) -> dict[str, Tensor]:
     r"""``HeteroConv`` over ``GraphConv``/``SAGEConv`` as one R-GCN-like layer: per relation
     :math:`W^{nbr}_r` on the aggregated neighbours, and per node type the sum over its incoming
-    relations of their root weights and biases (divided by their number for ``aggr="mean"``)."""
+    relations of their root weights and biases (divided by their number for ``aggr="mean"``).
+    A ``to_hetero`` layer's copies run here too, as a ``HeteroConv`` with to_hetero's ``aggr``."""
     from graphcore import ops
 
     if args or kwargs:
