@@ -287,3 +287,10 @@ def test_regression_fuse_sums_rows_of_two_domains(num_nodes, edges):
     g = HeteroGraph({"t0": num_nodes}, {("t0", "r0", "t0"): index},
                     edge_data={"w": {("t0", "r0", "t0"): torch.ones(index.shape[1])}})
     check([("linear", 0, 1, 0), ("edge_data", 0, 0, 0), ("linear", 2, 1, 0)], (g,), in_channels=1)
+
+
+def test_regression_one_trip_simd_copy_builds():
+    """identity(h + h) of a width-1 h, summed with dots: GCC's -Wmaybe-uninitialized flagged the
+    copy written by a one-trip `omp simd` loop, and -Werror stopped the build."""
+    check([("linear", 0, 0, 0), ("linear", 0, 0, 0), ("aggregate", 0, 0, 0), ("edge_data", 0, 0, 0),
+           ("ewise", 6, 3, 0), ("linear", 1, 0, 0), ("unary", 4, 0, 7)], (empty_graph(),), in_channels=3)

@@ -39,7 +39,8 @@ from ...runtime.workspace import WorkspacePool, allocate
 EMU_DIR = Path(__file__).resolve().parent
 # -x c++: the source is the .cu file; no -march=native, so no FMA contraction the GPU would not do either way
 FLAGS = ("-x", "c++", "-O1", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-DGC_CUDA_EMULATION", "-Wall",
-         "-Werror", "-Wno-unused-variable", "-Wno-unknown-pragmas", f"-I{EMU_DIR}", f"-I{CUDA_DIR}")
+         "-Werror", "-Wno-unused-variable", "-Wno-unknown-pragmas", "-Wno-maybe-uninitialized", f"-I{EMU_DIR}",
+         f"-I{CUDA_DIR}")  # maybe-uninitialized: see the CPU backend's flags
 ERRORS = {1001: "a __syncthreads was reached by only part of a block (some of its threads had exited)",
           1002: "a block has no threads or more than 1024",
           1003: "no memory for the emulated threads' stacks"}
