@@ -44,9 +44,11 @@ extern "C" int gc_group_by(const int64_t* keys, int64_t n, int64_t num_keys, int
 """
 _FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++17")
 _ABI = 1
-# Counting sort pays O(num_keys) memory and time: beyond this many keys per row, sort instead.
+# Counting sort pays O(num_keys) memory and time: beyond this many keys per row (plus a slack that
+# lets a sparse key space through when the rows are many), sort instead.
 _MAX_KEYS_PER_ROW = 4
-_MIN_NATIVE_ROWS = 1 << 16  # below this a torch.sort is as fast as a ctypes call
+_MIN_NATIVE_ROWS = 512  # below this a torch.sort is as fast as a ctypes call
+# (measured, one thread: 2,000 rows 81 -> 11 us, 12,000 rows (a sampled batch) 675 -> 74 us)
 
 
 @functools.cache
@@ -69,7 +71,7 @@ def group_by(keys: Tensor, num_keys: int) -> Tensor:
     """
     n = keys.numel()
     fn = None
-    if keys.device.type == "cpu" and n >= _MIN_NATIVE_ROWS and num_keys <= _MAX_KEYS_PER_ROW * n + (1 << 22):
+    if keys.device.type == "cpu" and n >= _MIN_NATIVE_ROWS and num_keys <= _MAX_KEYS_PER_ROW * n + min(64 * n, 1 << 22):
         fn = _native()
     if fn is None:
         return torch.sort(keys, stable=True).indices

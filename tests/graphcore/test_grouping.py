@@ -18,6 +18,17 @@ def test_group_by_is_torchs_stable_sort(num_keys):
     assert torch.equal(group_by(keys, num_keys), torch.sort(keys, stable=True).indices)
 
 
+@pytest.mark.parametrize("n", [grouping._MIN_NATIVE_ROWS, 2000, 12000])
+def test_a_sampled_batchs_keys_take_the_native_path(n, monkeypatch):
+    """Batch graphs are small (12,000 edges for hector_mag_0.1 at fan-out [10, 10]): the counting
+    sort serves them too, and equals torch's sort there."""
+    native, calls = grouping._native(), []
+    monkeypatch.setattr(grouping, "_native", lambda: calls.append(n) or native)
+    keys = torch.randint(0, 5 * n, (n,), generator=torch.Generator().manual_seed(n))
+    assert torch.equal(group_by(keys, 5 * n), torch.sort(keys, stable=True).indices)
+    assert calls == [n]
+
+
 def test_huge_key_range_falls_back_to_sort():
     keys = torch.randint(0, 1 << 40, (N,), generator=torch.Generator().manual_seed(0))
     assert torch.equal(group_by(keys, 1 << 40), torch.sort(keys, stable=True).indices)
