@@ -110,7 +110,8 @@ class NeighborLoader(NodeLoader):
         input_id = out.metadata[0]
         batch = sampled_graph(self.graph, out.node, out.row, out.col, out.edge or {},
                               input_type=self.input_data.input_type, batch_size=int(input_id.numel()),
-                              input_id=input_id, num_sampled_nodes=out.num_sampled_nodes)
+                              input_id=input_id, num_sampled_nodes=out.num_sampled_nodes,
+                              num_sampled_edges=out.num_sampled_edges)
         return batch if self.transform is None else self.transform(batch)
 
     def __repr__(self) -> str:

@@ -167,3 +167,51 @@ def test_bad_input_is_refused_with_a_clear_message():
         NeighborLoader(GRAPH, [2], input_nodes=("a", torch.tensor([3, 40])), batch_size=2)
     with pytest.raises(gc.GraphError, match=r"seed id -1 is out of range for node type 'a' with 40 nodes"):
         HeteroNeighborSampler(GRAPH, [2]).sample("a", torch.tensor([0, -1]))
+
+
+def test_a_trimmed_batch_is_each_hops_prefix():
+    batch = sample_batch([0, 3, 8, 17, 39])
+    assert batch.num_hops == 2 and batch.trimmed(2) is batch and batch.trimmed(1) is batch.trimmed(1)
+    one, zero = batch.trimmed(1), batch.trimmed(0)
+    for t in GRAPH.node_types:
+        hop0, hop1 = batch.num_sampled_nodes[t][:2]
+        assert one.num_nodes(t) == hop0 + hop1 and zero.num_nodes(t) == hop0
+        assert torch.equal(one.n_id[t], batch.n_id[t][:hop0 + hop1])
+    assert zero.num_nodes() == 5 and zero.num_edges() == 0
+    for r in GRAPH.relations:
+        hop1 = batch.num_sampled_edges[r][0]
+        assert torch.equal(one.edge_index(r), batch.edge_index(r)[:, :hop1])
+        assert torch.all(one.edge_index(r)[1] < batch.num_sampled_nodes[r[2]][0])  # into the seeds only
+        # the seeds' in-edges in the batch are exactly the first hop's
+        assert int((batch.edge_index(r)[1] < batch.num_sampled_nodes[r[2]][0]).sum()) == hop1
+    x = torch.randn(batch.num_nodes(), 3, requires_grad=True)
+    rows = batch.trim_rows(x, 1)
+    assert torch.equal(one.unstack(rows)["b"], batch.unstack(x)["b"][:one.num_nodes("b")])
+    rows.sum().backward()
+    assert int(x.grad.sum()) == one.num_nodes() * 3
+
+
+@pytest.mark.parametrize("model", ["rgcn", "rgat", "hgt"])
+def test_trimmed_layers_give_the_seeds_their_full_batch_outputs(model):
+    """Layer l of a 2-layer model on batch.trimmed(2 - l): the seeds' outputs equal the whole
+    batch's (PyG's trim_to_layer), with the last layer on the seeds' hop alone."""
+    torch.manual_seed(0)
+    batch = sample_batch(list(range(0, 40, 4)))
+    R, T = GRAPH.num_relations, GRAPH.num_node_types
+    make = {"rgcn": lambda: gc.nn.RGCN(4, 4, R, aggr="mean"), "rgat": lambda: gc.nn.RGAT(4, 2, R, heads=2),
+            "hgt": lambda: gc.nn.HGT(4, 4, T, R, heads=2)}[model]
+    layers = [make().double(), make().double()]
+    x = torch.randn(batch.num_nodes(), 4, dtype=torch.float64)
+    full = layers[1](batch, layers[0](batch, x).relu())[batch.seed_index]
+    one = batch.trimmed(1)
+    trimmed = layers[1](one, batch.trim_rows(layers[0](batch, x).relu(), 1))[one.seed_index]
+    torch.testing.assert_close(trimmed, full)
+
+
+def test_trimming_needs_per_hop_counts():
+    plain = SampledGraph(COUNTS, {r: GRAPH.edge_index(r) for r in GRAPH.relations}, n_id={}, e_id={},
+                         input_type="a", batch_size=1)
+    with pytest.raises(gc.GraphError, match="no per-hop counts"):
+        plain.trimmed(1)
+    with pytest.raises(gc.GraphError, match="hops must be >= 0"):
+        sample_batch([0]).trimmed(-1)
