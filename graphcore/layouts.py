@@ -49,12 +49,14 @@ class CompactMap:
         etype: ``[U]`` relation id of each pair (non-decreasing).
         inverse: ``[E]`` pair index of each canonical edge.
         rel_ptr: ``[R + 1]`` segment pointer of the pairs by relation.
+        count: ``[U]`` edges of each pair.
     """
 
     node: Tensor
     etype: Tensor
     inverse: Tensor
     rel_ptr: Tensor
+    count: Tensor
 
     @property
     def num_pairs(self) -> int:
@@ -184,17 +186,13 @@ class Layout:
         n = max(self.num_nodes, 1)
         keys = self.etype * n + node
         order = None if presorted else group_by(keys, self.num_relations * n)
-        values, starts = runs(keys if order is None else keys[order])
-        ranks = torch.repeat_interleave(torch.arange(values.numel(), device=keys.device), starts.diff())
+        values, starts, inverse = runs(keys, order)
         if order is None:
-            inverse, order = ranks, torch.arange(keys.numel(), device=keys.device)
-        else:
-            inverse = torch.empty_like(ranks)
-            inverse[order] = ranks
+            order = torch.arange(keys.numel(), device=keys.device)
         self._group_csr[(index_name, values.numel())] = (starts, order)
         etype = values // n
         return CompactMap(node=values % n, etype=etype, inverse=inverse,
-                          rel_ptr=segment_ptr(etype, self.num_relations))
+                          rel_ptr=segment_ptr(etype, self.num_relations), count=starts.diff())
 
     @cached_property
     def unique_src(self) -> CompactMap:
@@ -210,7 +208,7 @@ class Layout:
     def dst_etype_count(self) -> Tensor:
         """``[E]`` size of each edge's ``(dst, etype)`` group: the per-relation in-degree."""
         pairs = self.unique_dst
-        return torch.bincount(pairs.inverse, minlength=pairs.num_pairs)[pairs.inverse]
+        return pairs.count[pairs.inverse]
 
     # ------------------------------------------------------------------ named access for the compiler
     def rows(self, domain: str) -> int:
@@ -268,5 +266,5 @@ class Layout:
             return 1.0 / self.in_degree.clamp(min=1).double()
         if name == "inv_udst_count":
             pairs = self.unique_dst
-            return 1.0 / torch.bincount(pairs.inverse, minlength=pairs.num_pairs).clamp(min=1).double()
+            return 1.0 / pairs.count.clamp(min=1).double()
         raise KeyError(f"unknown graph constant {name!r}")

@@ -49,10 +49,28 @@ def test_keys_out_of_range_are_refused():
 
 
 def test_runs():
-    values, starts = runs(torch.tensor([2, 2, 5, 7, 7, 7]))
-    assert values.tolist() == [2, 5, 7] and starts.tolist() == [0, 2, 3, 6]
-    values, starts = runs(torch.zeros(0, dtype=torch.int64))
-    assert values.numel() == 0 and starts.tolist() == [0]
+    values, starts, inverse = runs(torch.tensor([2, 2, 5, 7, 7, 7]))
+    assert values.tolist() == [2, 5, 7] and starts.tolist() == [0, 2, 3, 6] and inverse.tolist() == [0, 0, 1, 2, 2, 2]
+    values, starts, inverse = runs(torch.zeros(0, dtype=torch.int64))
+    assert values.numel() == 0 and starts.tolist() == [0] and inverse.numel() == 0
+
+
+@pytest.mark.parametrize("n", [0, 5, 3000])
+@pytest.mark.parametrize("ordered", [False, True])
+def test_runs_natively_equal_torch_unique(n, ordered, monkeypatch):
+    """Native (n >= 512) and torch runs: torch.unique's values, inverse and first positions."""
+    gen = torch.Generator().manual_seed(n)
+    keys = torch.randint(0, max(n // 3, 1), (n,), generator=gen)
+    order = torch.sort(keys, stable=True).indices if ordered else None
+    if not ordered:
+        keys = torch.sort(keys).values
+    results = [runs(keys, order)]
+    monkeypatch.setattr(grouping, "_native", lambda: None)
+    results.append(runs(keys, order))
+    unique, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+    for values, starts, inv in results:
+        assert torch.equal(values, unique) and torch.equal(inv, inverse)
+        assert torch.equal(starts, torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]))
 
 
 def test_layouts_of_a_large_graph_equal_their_definitions():
