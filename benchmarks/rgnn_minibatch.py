@@ -1,4 +1,4 @@
-"""Mini-batch training of 2-layer RGNNs on sampled batches: graphcore compiled, eager and PyG.
+"""Mini-batch training of 2-layer RGNNs on sampled batches: graphcore compiled and eager, PyG and DGL.
 
 Setting (the issue's): fan-out ``[10, 10]`` per relation, batch of 1024 seeds of the target
 type, hidden 64, random ``N(0, 1)`` 64-d input features on every node type (the same inputs for
@@ -13,20 +13,32 @@ Every system trains on the *same* batches, sampled once by
 
 ``seeds/s`` is ``batch / (sample + build + train)`` (PyG's rows count their own per-batch input
 preparation in ``train``); ``epoch s`` scales that to all training seeds. With ``--processes 1
-2`` the compiled system also runs end to end (sampling inside the loop) in 1 process with
+2`` the compiled system (and DGL) also runs end to end (sampling inside the loop) in 1 process with
 ``--threads`` threads and in 2 DDP processes (gloo) with ``--threads // 2`` each, every rank
 sampling its half of the seeds.
 
-DGL's row (its own sampler and layers, in ``.venv-dgl``) is not written yet: the row says so.
+``dgl`` is DGL's own pipeline (``benchmarks/dgl_minibatch_runner.py``, run by ``.venv-dgl``'s
+interpreter: ``make dgl-env``): ``dgl.dataloading.NeighborSampler`` with the same fan-out and
+``DataLoader`` over the same seeds in the same order, on the same graph, features and labels
+(written once to an ``.npz``), and DGL's layers (``RelGraphConv``, ``HeteroGraphConv`` of
+``GATConv``, ``HGTConv``). It samples its own batches, so its ``sample ms`` is DGL's sampler with
+its block building and feature gathering (no separate build column) and its ``nodes/edges``
+are its own batches' medians; its ``seeds/s`` is ``batch / (sample + train)``. Without
+``.venv-dgl`` the row says so. The fastest peer is the faster of PyG and DGL. With
+``--processes`` DGL runs end to end too, in 1 and 2 DDP processes (its loader's ``use_ddp``).
 
     python -m benchmarks.rgnn_minibatch --graphs mag_like:0.1 hector_mag_0.1 --steps 8
     python -m benchmarks.rgnn_minibatch                    # mag_like:1.0 and hector_mag_0.1
+    python -m benchmarks.rgnn_minibatch --graphs mag_like:1.0 --threads 2 --steps 8 --processes 1 2
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,6 +130,11 @@ def warm_layout(g) -> None:
     layout.unique_dst  # noqa: B018
 
 
+def training_order(seeds: torch.Tensor) -> torch.Tensor:
+    """The seeds in the (fixed, shuffled) order every system's batches take them."""
+    return seeds[torch.randperm(seeds.numel(), generator=torch.Generator().manual_seed(0))]
+
+
 def sample_batches(graph, target: str, seeds: torch.Tensor, fanout: list[int], batch: int, count: int) -> dict:
     """``count`` batches sampled and built once, with the per-batch times of each part."""
     from graphcore.sampling import HeteroNeighborSampler, sampled_graph
@@ -125,7 +142,7 @@ def sample_batches(graph, target: str, seeds: torch.Tensor, fanout: list[int], b
     t0 = time.perf_counter()
     sampler = HeteroNeighborSampler(graph, fanout, seed=0)
     csr_s = time.perf_counter() - t0
-    order = seeds[torch.randperm(seeds.numel(), generator=torch.Generator().manual_seed(0))]
+    order = training_order(seeds)
     batches, sample_s, build_s = [], [], []
     for i in range(count):
         ids = order[i * batch:(i + 1) * batch]
@@ -176,6 +193,38 @@ def train_cell(system: str, model: str, batches: list, labels: torch.Tensor, dim
     return {"status": "ok", "train_s": statistics.median(times), "first_s": first_s, "loss": loss.item()}
 
 
+def write_dgl_input(path: Path, graph, target: str, labels: torch.Tensor, seeds: torch.Tensor, classes: int) -> None:
+    """The graph, features, labels and ordered seeds for ``benchmarks/dgl_minibatch_runner.py``
+    (its :func:`read_input` documents the keys): the DGL interpreter cannot import graphcore."""
+    import numpy as np
+
+    meta = {"node_types": list(graph.node_types), "relations": [list(r) for r in graph.relations],
+            "target": target, "classes": classes}
+    arrays = {"meta": np.array(json.dumps(meta)), "labels": labels.numpy(), "seeds": seeds.numpy(),
+              "num_nodes": np.array([graph.num_nodes(t) for t in graph.node_types], dtype=np.int64)}
+    arrays.update({f"edges_{i}": graph.edge_index(r).numpy() for i, r in enumerate(graph.relations)})
+    arrays.update({f"x_{i}": graph.x[t].numpy() for i, t in enumerate(graph.node_types)})
+    np.savez(path, **arrays)
+
+
+def dgl_cell(path: Path, model: str, args: argparse.Namespace, processes: int = 1) -> dict:
+    """DGL's sampler, loader and layers on the graph at ``path``, in ``processes`` DDP processes
+    (one subprocess in ``.venv-dgl``, which spawns the others)."""
+    command = [str(DGL_PYTHON), "-m", "benchmarks.dgl_minibatch_runner", "--input", str(path), "--model", model,
+               "--fanout", *map(str, args.fanout), "--batch-size", str(args.batch_size), "--hidden", str(args.hidden),
+               "--heads", str(args.heads), "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--threads", str(args.threads), "--processes", str(processes)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.dgl_timeout, cwd=ROOT,
+                              env={**os.environ, "DGLBACKEND": "pytorch"})
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout: DGL cell killed after {args.dgl_timeout:.0f} s"}
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if "Error" in line] or [f"exit code {done.returncode}"]
+        return {"status": f"failed: {lines[-1].strip()[:160]}"}
+    return {"status": "ok", **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
 def ddp_worker(rank: int, world: int, args: argparse.Namespace, graph_name: str, model: str, queue) -> None:
     """One DDP rank: end-to-end compiled training on its share of the seeds (sampling included)."""
     import torch.distributed as dist
@@ -189,7 +238,7 @@ def ddp_worker(rank: int, world: int, args: argparse.Namespace, graph_name: str,
     if world > 1:
         dist.init_process_group("gloo", rank=rank, world_size=world)
     graph, target, labels, seeds, classes = load(graph_name, args.hidden)
-    seeds = seeds[torch.randperm(seeds.numel(), generator=torch.Generator().manual_seed(0))]
+    seeds = training_order(seeds)
     steps = args.warmup + args.steps
     mine = seeds[:steps * args.batch_size * world][rank::world]
     loader = NeighborLoader(graph, args.fanout, input_nodes=(target, mine), batch_size=args.batch_size, seed=0)
@@ -233,9 +282,9 @@ def processes_row(args, graph_name: str, model: str, world: int) -> dict:
         w.join()
     sample = statistics.mean(r["sample_s"] for r in results)
     train = statistics.mean(r["train_s"] for r in results)
-    return {"graph": graph_name, "model": model, "processes": world, "threads_each": max(1, args.threads // world),
-            "sample_ms": 1e3 * sample, "train_ms": 1e3 * train,
-            "seeds_per_s": world * args.batch_size / (sample + train)}
+    return {"graph": graph_name, "model": model, "system": "compiled", "processes": world,
+            "threads_each": max(1, args.threads // world), "sample_ms": 1e3 * sample, "train_ms": 1e3 * train,
+            "seeds_per_s": world * args.batch_size / (sample + train), "status": "ok"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -249,7 +298,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--steps", type=int, default=8, help="timed batches per cell (after --warmup)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first batches (the compiled build is one)")
-    parser.add_argument("--processes", type=int, nargs="*", default=[], help="end-to-end compiled runs, e.g. 1 2")
+    parser.add_argument("--processes", type=int, nargs="*", default=[], help="end-to-end runs of compiled and DGL, e.g. 1 2")
+    parser.add_argument("--dgl-timeout", type=float, default=1800.0, help="seconds per DGL cell before it is killed")
     add_common_arguments(parser, "rgnn_minibatch.json")
     parser.set_defaults(threads=2)
     return parser.parse_args(argv)
@@ -259,8 +309,14 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, batch_rows, process_rows = [], [], []
+    scratch = tempfile.TemporaryDirectory(prefix="rgnn_minibatch_")
     for name in args.graphs:
         graph, target, labels, seeds, classes = load(name, args.hidden)
+        dgl_input = None
+        if "dgl" in args.systems and DGL_PYTHON.exists():
+            dgl_input = Path(scratch.name) / "graph.npz"
+            needed = (args.warmup + args.steps) * args.batch_size * max([1, *args.processes])
+            write_dgl_input(dgl_input, graph, target, labels, training_order(seeds)[:needed], classes)
         prepared = sample_batches(graph, target, seeds, args.fanout, args.batch_size, args.warmup + args.steps)
         per_epoch = -(-seeds.numel() // args.batch_size)
         batch_rows.append({"graph": name, "train_seeds": int(seeds.numel()), "batch_nodes": prepared["nodes"],
@@ -269,23 +325,38 @@ def main(argv=None) -> dict:
         for model in args.models:
             for system in args.systems:
                 row = {"graph": name, "model": model, "system": system}
-                if system == "dgl":
-                    row["status"] = ("not run: DGL's sampler and layers need .venv-dgl (make dgl-env)" if not DGL_PYTHON.exists()
-                                     else "not run: this benchmark has no DGL runner yet (DGL sampler + layers in .venv-dgl)")
+                if system == "dgl" and dgl_input is None:
+                    row["status"] = f"not run: DGL's sampler and layers need {DGL_PYTHON} (make dgl-env)"
+                elif system == "dgl":
+                    row.update(dgl_cell(dgl_input, model, args))
                 else:
                     try:
                         row.update(train_cell(system, model, prepared["batches"], labels, args.hidden, classes,
                                               args.heads, args.warmup))
                     except (RuntimeError, MemoryError) as err:  # a peer that cannot run this batch size
                         row["status"] = f"failed: {str(err).splitlines()[0][:120]}"
-                if row.get("status") == "ok":
+                if row.get("status") == "ok" and system == "dgl":  # its own sampler; blocks built while sampling
+                    step = row["sample_s"] + row["train_s"]
+                    row.update(sample_ms=1e3 * row["sample_s"], train_ms=1e3 * row["train_s"], step_ms=1e3 * step,
+                               seeds_per_s=args.batch_size / step, epoch_s=per_epoch * step)
+                elif row.get("status") == "ok":
                     step = prepared["sample_s"] + (prepared["build_s"] if system != "pyg" else 0.0) + row["train_s"]
-                    row.update(train_ms=1e3 * row["train_s"], step_ms=1e3 * step, seeds_per_s=args.batch_size / step,
+                    row.update(sample_ms=1e3 * prepared["sample_s"], train_ms=1e3 * row["train_s"], step_ms=1e3 * step,
+                               seeds_per_s=args.batch_size / step,
                                epoch_s=per_epoch * step, build_share=prepared["build_s"] / step if system != "pyg" else None)
                 rows.append(row)
-                print_table([row], ["graph", "model", "system", "train_ms", "seeds_per_s", "status"])
+                print_table([row], ["graph", "model", "system", "sample_ms", "train_ms", "seeds_per_s", "status"])
             for world in args.processes:
-                process_rows.append(processes_row(args, name, model, world))
+                if "compiled" in args.systems:
+                    process_rows.append(processes_row(args, name, model, world))
+                if dgl_input is not None:
+                    cell = dgl_cell(dgl_input, model, args, world)
+                    process_rows.append({"graph": name, "model": model, "system": "dgl", "processes": world,
+                                         "threads_each": max(1, args.threads // world), "status": cell["status"]})
+                    if cell["status"] == "ok":
+                        process_rows[-1].update(sample_ms=1e3 * cell["sample_s"], train_ms=1e3 * cell["train_s"],
+                                                seeds_per_s=world * args.batch_size / (cell["sample_s"] + cell["train_s"]))
+    scratch.cleanup()
     for row in rows:
         peers = [r["seeds_per_s"] for r in rows if r["graph"] == row["graph"] and r["model"] == row["model"]
                  and r["system"] in ("pyg", "dgl") and r.get("seeds_per_s")]
@@ -298,13 +369,14 @@ def main(argv=None) -> dict:
     print_table(batch_rows, {"graph": "graph", "train_seeds": "train seeds", "batch_nodes": "nodes/batch",
                              "batch_edges": "edges/batch", "csr_s": "CSR s (once)", "sample_ms": "sample ms",
                              "build_ms": "build+layout ms"}, title="batches (median)", markdown=args.markdown)
-    print_table(rows, {"graph": "graph", "model": "model", "system": "system", "train_ms": "train ms",
+    print_table(rows, {"graph": "graph", "model": "model", "system": "system", "sample_ms": "sample ms", "train_ms": "train ms",
                        "step_ms": "step ms", "build_share": "build share", "seeds_per_s": "seeds/s",
                        "epoch_s": "epoch s", "x_fastest_peer": "x fastest peer", "x_eager": "x eager",
                        "status": "status"}, title="training steps", markdown=args.markdown)
     if process_rows:
-        print_table(process_rows, ["graph", "model", "processes", "threads_each", "sample_ms", "train_ms", "seeds_per_s"],
-                    title="compiled, end to end, 1 vs 2 processes", markdown=args.markdown)
+        print_table(process_rows, ["graph", "model", "system", "processes", "threads_each", "sample_ms", "train_ms",
+                                   "seeds_per_s", "status"],
+                    title="end to end (sampling in the loop), 1 vs 2 processes", markdown=args.markdown)
     env = environment("torch", "torch-geometric", "lightning")
     print()
     print_environment(env)

@@ -7,9 +7,13 @@ runs the model over all nodes and reads out the target nodes of the stage's spli
 and each batch is the seeds' sampled neighbourhood (:class:`graphcore.sampling.NeighborLoader`,
 ``num_neighbors`` in-edges per relation and hop, without replacement), a
 :class:`~graphcore.sampling.SampledGraph` of the full graph's schema, so a compiled model
-builds one plan for all batches. Training batches are shuffled every epoch; validation, test
-and prediction sample with ``eval_num_neighbors`` (default: the training fan-out) from fixed
-batches, each batch seeded from its seeds, so evaluation is repeatable. Under DDP Lightning
+builds one plan for all batches. Training batches are shuffled every epoch. Validation, test
+and prediction are by default **layer-wise with full neighbourhoods**: one batch of the whole
+graph that the model evaluates one layer at a time, ``eval_chunk_size`` destination nodes at a
+time with all their in-edges (:meth:`~tasks.rgnn.model.RGNN.layerwise`, PyG's ``inference()``),
+so the metrics are the exact full-graph ones without one multi-layer forward of the whole
+graph. With ``eval_num_neighbors`` they are *sampled* instead, with that documented fan-out,
+from fixed batches, each batch seeded from its seeds, so evaluation is repeatable. Under DDP Lightning
 gives every rank its share of the seeds (a ``DistributedSampler`` over the loader's seed
 positions); ``num_workers`` sampling processes per rank build the batches. Inverse relations are added (``add_reverse_edges``), as
 R-GCN, DGL and PyG's ``ToUndirected`` do, so messages flow both ways along each relation.
@@ -51,12 +55,15 @@ class GraphBatch:
         index: ``[B]`` *global* ids of the target nodes in ``graph``.
         y: ``[B]`` their class ids.
         node: ``[B]`` their ids within the target type of the *full* graph (the dataset's ids).
+        chunk_size: when set, evaluate ``graph`` layer by layer in chunks of this many destination
+            nodes (:meth:`~tasks.rgnn.model.RGNN.layerwise`) instead of one forward.
     """
 
     graph: HeteroGraph
     index: Tensor
     y: Tensor
     node: Tensor
+    chunk_size: int | None = None
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -64,7 +71,7 @@ class GraphBatch:
     def to(self, device: torch.device, graph: HeteroGraph | None = None) -> GraphBatch:
         """The batch on ``device`` (with ``graph`` when the caller already moved it)."""
         return GraphBatch(graph if graph is not None else self.graph.to(device), self.index.to(device),
-                          self.y.to(device), self.node.to(device))
+                          self.y.to(device), self.node.to(device), self.chunk_size)
 
 
 class AttachLabels:
@@ -118,19 +125,24 @@ class RGNNDataModule(L.LightningDataModule):
             when it has none (synthetic graphs); ``0`` leaves the dataset as it is.
         batch_size: seeds per mini-batch; ``None`` trains on the full graph.
         num_neighbors: mini-batch fan-out per hop (all relations), one entry per layer.
-        eval_num_neighbors: fan-out of validation, test and prediction batches (default: ``num_neighbors``).
+        eval_num_neighbors: mini-batch only: sample validation, test and prediction batches with
+            this fan-out per hop; ``None`` (default) evaluates layer-wise with full
+            neighbourhoods, the exact full-graph metrics.
+        eval_chunk_size: layer-wise evaluation: destination nodes per chunk (memory vs. speed).
         num_workers: sampling worker processes per rank (mini-batch only).
     """
 
     def __init__(self, name: str = "aifb", root: str | None = None, reverse_edges: bool = True,
                  valid_fraction: float = 0.2, split_seed: int = 0, random_features: int = 0,
                  batch_size: int | None = None, num_neighbors: list[int] = [10, 10],  # noqa: B006 (CLI default)
-                 eval_num_neighbors: list[int] | None = None, num_workers: int = 0):
+                 eval_num_neighbors: list[int] | None = None, eval_chunk_size: int = 8192, num_workers: int = 0):
         super().__init__()
         if batch_size is not None and batch_size < 1:
             raise UsageError(f"batch_size must be >= 1 (or null for full-graph training), got {batch_size}")
         if num_workers < 0:
             raise UsageError(f"num_workers must be >= 0, got {num_workers}")
+        if eval_chunk_size < 1:
+            raise UsageError(f"eval_chunk_size must be >= 1, got {eval_chunk_size}")
         for option, fanout in (("num_neighbors", num_neighbors), ("eval_num_neighbors", eval_num_neighbors or [])):
             bad = [k for k in fanout if k < -1]
             if bad:
@@ -201,13 +213,14 @@ class RGNNDataModule(L.LightningDataModule):
         return {t: int(x.shape[1]) for t, x in self.graph.x.items()}
 
     # ------------------------------------------------------------------ loaders
-    def batch(self, stage: str) -> GraphBatch:
-        """The whole graph with the target nodes of ``stage`` (``train``, ``val`` or ``test``)."""
+    def batch(self, stage: str, chunk_size: int | None = None) -> GraphBatch:
+        """The whole graph with the target nodes of ``stage`` (``train``, ``val`` or ``test``),
+        evaluated layer-wise in chunks of ``chunk_size`` nodes when given."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
         local = self.splits[stage]
         offset = self.graph.node_offset(self.dataset.target)
-        return GraphBatch(self.graph, local + offset, self.dataset.labels[local], local)
+        return GraphBatch(self.graph, local + offset, self.dataset.labels[local], local, chunk_size)
 
     def sampled_loader(self, stage: str) -> NeighborLoader:
         """Mini-batches of the target nodes of ``stage``: shuffled with the training fan-out for
@@ -224,9 +237,10 @@ class RGNNDataModule(L.LightningDataModule):
                               transform=AttachLabels(self.dataset.labels))
 
     def _loader(self, stage: str) -> DataLoader:
-        if self.minibatch:
+        if self.minibatch and (stage == "train" or self.hparams.eval_num_neighbors is not None):
             return self.sampled_loader(stage)
-        return DataLoader([self.batch(stage)], batch_size=None)
+        chunk = self.hparams.eval_chunk_size if self.minibatch else None  # mini-batch evaluation: layer-wise
+        return DataLoader([self.batch(stage, chunk)], batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -1,18 +1,22 @@
 r"""The entity-classification network: typed inputs, then a stack of relational layers.
 
 A plain :class:`torch.nn.Module` (no Lightning), so it exports and compiles on its own.
+:meth:`RGNN.layerwise` evaluates it on a graph too large for one multi-layer forward.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
+import graphcore
 from graphcore import nn as gnn
 from graphcore import ops
+from graphcore.compile import CompiledMixin
 from graphcore.graph import HeteroGraph
-from graphcore.sampling import SampledGraph
+from graphcore.sampling import HeteroNeighborSampler, SampledGraph, sampled_graph
 
 ModelName = Literal["rgcn", "rgat", "hgt"]
 MODELS = ("rgcn", "rgat", "hgt")
@@ -162,3 +166,65 @@ class RGNN(nn.Module):
 
     def forward(self, g: HeteroGraph) -> Tensor:
         return self.stack(g, self.input(g))
+
+    def layerwise(self, g: HeteroGraph, index: Tensor, chunk_size: int = 8192) -> Tensor:
+        r"""``[len(index), num_classes]`` logits of the nodes ``index`` (global ids of the full graph
+        ``g``), computed one layer at a time with full neighbourhoods: what ``forward(g)`` gives,
+        without one multi-layer activation graph of all of ``g``.
+
+        Layer :math:`l` runs for every node (only for ``index`` at the last layer), in chunks of
+        ``chunk_size`` destination nodes of one type; each chunk is the subgraph of all in-edges
+        of its nodes (:class:`~graphcore.sampling.HeteroNeighborSampler` with fan-out ``-1``), so a
+        node's output is exact, and at most one chunk's messages exist at a time. This is PyG's
+        ``inference()`` of its ogbn-products/mag examples: the evaluation of a model trained on
+        sampled batches, exact rather than sampled. When the stack is compiled, each layer is
+        compiled with its options too (:meth:`layer_runners`); ReLU and dropout between layers
+        are the stack's.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"RGNN.layerwise: chunk_size must be >= 1, got {chunk_size}")
+        structure = HeteroGraph(g.num_nodes_dict, {r: e.cpu() for r, e in g.edge_index_dict.items()},
+                                edge_data={n: {r: v.cpu() for r, v in f.items()} for n, f in g.edge_data.items()} or None)
+        sampler = HeteroNeighborSampler(structure, [-1], seed=0)
+        nodes = torch.arange(g.num_nodes())
+        h = self.input(g)
+        layers = self.layer_runners()
+        for i, layer in enumerate(layers):
+            last = i == len(layers) - 1
+            h = full_neighbourhood(layer, sampler, structure, h, index.cpu() if last else nodes, chunk_size)
+            if not last:
+                h = ops.unary("dropout", ops.unary("relu", h), p=self.stack.dropout, training=self.stack.training)
+        return h
+
+    def layer_runners(self) -> list[nn.Module]:
+        """The stack's layers one by one, for :meth:`layerwise`: compiled with the stack's
+        options when the stack is compiled (made once; the compiled layers share the layers'
+        parameters, and are kept out of the module tree, so ``state_dict`` does not change)."""
+        if not isinstance(self.stack, CompiledMixin):
+            return list(self.stack.layers)
+        runners = self.__dict__.get("_layer_runners")
+        if runners is None:
+            runners = [graphcore.compile(layer, **self.stack._graphcore_options) for layer in self.stack.layers]
+            self.__dict__["_layer_runners"] = runners
+        return runners
+
+
+def full_neighbourhood(layer: nn.Module, sampler: HeteroNeighborSampler, graph: HeteroGraph, h: Tensor,
+                       nodes: Tensor, chunk_size: int) -> Tensor:
+    """``layer``'s output ``[len(nodes), ...]`` for the global ids ``nodes`` of ``graph`` from the
+    inputs ``h`` of all nodes, chunk by chunk of each node type (see :meth:`RGNN.layerwise`)."""
+    offsets = torch.tensor([graph.node_offset(t) for t in graph.node_types])
+    unique, inverse = torch.unique(nodes, return_inverse=True)  # sorted: grouped by type
+    type_of = torch.bucketize(unique, offsets, right=True) - 1
+    parts = []
+    for k, ntype in enumerate(graph.node_types):
+        local = unique[type_of == k] - offsets[k]
+        for ids in local.split(chunk_size):
+            node, row, col, edge, per_hop, _ = sampler.sample(ntype, ids)
+            chunk = sampled_graph(graph, node, row, col, edge, input_type=ntype, batch_size=ids.numel(),
+                                  num_sampled_nodes=per_hop)
+            if chunk.device != h.device:
+                chunk = chunk.to(h.device)
+            rows = torch.cat([chunk.n_id[t] + offsets[j] for j, t in enumerate(graph.node_types)])
+            parts.append(layer(chunk, h.index_select(0, rows.to(h.device))).index_select(0, chunk.seed_index))
+    return torch.cat(parts).index_select(0, inverse.to(h.device))

@@ -18,8 +18,10 @@ from graphcore.tasks.rgnn.model import RGNN, ModelName
 class RGNNClassifier(L.LightningModule):
     """Trains :class:`~tasks.rgnn.model.RGNN` on the labelled target nodes of one graph.
 
-    Every step runs the network over the whole graph and scores only the split's target
-    nodes: cross-entropy on the training nodes, accuracy (torchmetrics) on every split.
+    Every step runs the network over its batch (the whole graph, or a sampled batch) and scores
+    only the split's target nodes: cross-entropy on the training nodes, accuracy (torchmetrics)
+    on every split. A whole-graph batch with a ``chunk_size`` (mini-batch training's default
+    evaluation) runs layer by layer, :meth:`~tasks.rgnn.model.RGNN.layerwise`: the same logits.
     The graph's schema (``num_nodes``, ``num_relations``, ``num_classes``, ``in_features``)
     comes from :class:`~tasks.rgnn.data.RGNNDataModule` (linked by the CLI) and is saved with
     the other hyper-parameters, so ``load_from_checkpoint`` rebuilds the network alone.
@@ -68,8 +70,14 @@ class RGNNClassifier(L.LightningModule):
         """``[N, num_classes]`` logits of every node of ``g``."""
         return self.net(g)
 
+    def logits(self, batch: GraphBatch) -> Tensor:
+        """``[B, num_classes]`` logits of the batch's target nodes (layer-wise when the batch says so)."""
+        if batch.chunk_size is not None:
+            return self.net.layerwise(batch.graph, batch.index, batch.chunk_size)
+        return self(batch.graph).index_select(0, batch.index)
+
     def _common_step(self, batch: GraphBatch, stage: str) -> Tensor:
-        logits = self(batch.graph).index_select(0, batch.index)
+        logits = self.logits(batch)
         loss = F.cross_entropy(logits, batch.y)
         accuracy = getattr(self, f"{stage}_acc")
         accuracy(logits, batch.y)
@@ -90,7 +98,7 @@ class RGNNClassifier(L.LightningModule):
     def predict_step(self, batch: GraphBatch, batch_idx: int) -> dict[str, Tensor]:
         """The batch's target nodes: ``node`` (id within the target node type, as in the
         dataset's splits), predicted class ``pred`` and class probabilities ``prob`` ``[B, C]``."""
-        logits = self(batch.graph).index_select(0, batch.index)
+        logits = self.logits(batch)
         return {"node": batch.node, "pred": logits.argmax(-1), "prob": logits.softmax(-1)}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -27,10 +27,11 @@ def test_help_lists_the_options(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--data.name", "--data.valid_fraction", "--data.batch_size", "--data.num_neighbors",
-                   "--data.num_workers", "--data.eval_num_neighbors", "--data.root", "--model.model", "--model.hidden", "--model.num_bases",
+                   "--data.num_workers", "--data.eval_num_neighbors", "--data.eval_chunk_size", "--data.root", "--model.model", "--model.hidden", "--model.num_bases",
                    "--model.lr", "--test_after_fit", "--checkpoint.monitor", "--trainer.max_epochs"):
         assert option in text, option
     assert "--model.num_nodes" not in text  # linked from the data, not a user option
+    assert "evaluates layer-wise with full" in text  # the mini-batch evaluation protocol is documented
 
 
 def test_module_help_runs_as_a_program():
@@ -76,7 +77,8 @@ def test_configs_build(config, capsys):
 
 def test_the_mag_recipe_trains_on_sampled_batches(tmp_path, capsys):
     """The ogbn-mag recipe, on a small synthetic MAG-like graph: sampled batches, sampling workers,
-    sparse embeddings, compiled layers, then test on sampled batches."""
+    sparse embeddings, compiled layers, then test layer-wise on the full graph (the default), or
+    on sampled batches with ``eval_num_neighbors``."""
     cli = main(["fit", "--config", str(CONFIG_DIR / "mag-like_rgcn.yaml"), "--data.name=mag_like:0.002",
                 "--data.batch_size=64", "--data.num_neighbors=[4, 3]", "--data.num_workers=1", "--model.hidden=8",
                 "--model.sparse_embeddings=true", "--model.compile=true", "--trainer.max_steps=3",
@@ -84,17 +86,22 @@ def test_the_mag_recipe_trains_on_sampled_batches(tmp_path, capsys):
                 f"--trainer.logger.init_args.save_dir={tmp_path}", *QUIET])
     assert cli.trainer.global_step == 3 and "test/acc" in capsys.readouterr().out
     assert cli.datamodule.in_features == {"paper": 128}
-    batch = next(iter(cli.datamodule.val_dataloader()))
-    assert type(batch.graph).__name__ == "SampledGraph" and len(batch) == 64
-    assert torch.equal(batch.y, cli.datamodule.dataset.labels[batch.node])
-    again = next(iter(cli.datamodule.val_dataloader()))  # evaluation batches are repeatable
+    data = cli.datamodule
+    whole = next(iter(data.val_dataloader()))  # layer-wise: one batch of the full graph, all val nodes
+    assert whole.graph is data.graph and whole.chunk_size == 8192 and torch.equal(whole.node, data.splits["val"])
+    data.hparams.eval_num_neighbors = [4, 3]
+    batch = next(iter(data.val_dataloader()))
+    assert type(batch.graph).__name__ == "SampledGraph" and len(batch) == 64 and batch.chunk_size is None
+    assert torch.equal(batch.y, data.dataset.labels[batch.node])
+    again = next(iter(data.val_dataloader()))  # sampled evaluation batches are repeatable
     assert again.graph.equals(batch.graph)
 
 
 def test_minibatch_options_are_checked(tmp_path, capsys):
     for option, message in (("--data.batch_size=0", "batch_size must be >= 1"),
                             ("--data.num_neighbors=[5, -2]", "num_neighbors: fan-out -2 is not allowed"),
-                            ("--data.num_workers=-1", "num_workers must be >= 0")):
+                            ("--data.num_workers=-1", "num_workers must be >= 0"),
+                            ("--data.eval_chunk_size=0", "eval_chunk_size must be >= 1")):
         with pytest.raises(SystemExit) as done:
             main(["fit", "--data", "aifb", option, "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path}",
                   *QUIET])

@@ -70,3 +70,71 @@ def test_embeddings_of_a_batch_are_the_rows_of_its_nodes():
     assert emb_b.weight.grad.is_sparse
     touched = emb_b.weight.grad.coalesce().indices()[0].unique()
     assert set(touched.tolist()) <= set(batch.n_id["b"].tolist())
+
+
+@pytest.mark.parametrize("model", ["rgcn", "rgat", "hgt"])
+def test_layerwise_evaluation_equals_the_full_graph_forward(model):
+    g = featured_graph().add_reverse_edges()
+    torch.manual_seed(0)
+    net = RGNN(COUNTS, g.num_relations, 3, in_features={"a": 5}, model=model, hidden=8, heads=2, num_layers=3).eval()
+    index = torch.tensor([5, 0, 59, 33, 5, 17]) + g.node_offset("a")  # unsorted, a duplicate
+    with torch.no_grad():
+        expected = net(g).index_select(0, index)
+        for chunk in (7, 1000):  # many chunks per type (with a short last one), and one
+            torch.testing.assert_close(net.layerwise(g, index, chunk), expected, rtol=1e-5, atol=1e-8)
+    other = torch.tensor([0, 44]) + g.node_offset("b")  # any node type, not only the target one
+    with torch.no_grad():
+        torch.testing.assert_close(net.layerwise(g, other, 4), net(g).index_select(0, other), rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
+        net.layerwise(g, index, 0)
+
+
+def test_layerwise_evaluation_gives_the_full_graph_metrics():
+    import lightning as L
+
+    from graphcore.tasks.rgnn.data import RGNNDataModule
+    from graphcore.tasks.rgnn.module import RGNNClassifier
+
+    full, sampled = RGNNDataModule("aifb"), RGNNDataModule("aifb", batch_size=16, eval_chunk_size=500)
+    for data in (full, sampled):
+        data.setup("validate")
+    torch.manual_seed(0)
+    classifier = RGNNClassifier(full.num_nodes, full.num_relations, full.num_classes, full.in_features, model="rgat",
+                                hidden=8, heads=2)
+    batch = next(iter(sampled.val_dataloader()))
+    assert batch.graph is sampled.graph and batch.chunk_size == 500 and len(batch) == len(sampled.splits["val"])
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)
+    layerwise, = trainer.validate(classifier, datamodule=sampled, verbose=False)
+    whole, = trainer.validate(classifier, datamodule=full, verbose=False)
+    assert layerwise.keys() == whole.keys() == {"val/loss", "val/acc"}
+    for key, value in whole.items():
+        assert layerwise[key] == pytest.approx(value, rel=1e-5), key
+    sampled.hparams.eval_num_neighbors = [2, 2]  # sampled evaluation: batches of 16, different neighbourhoods
+    assert len(next(iter(sampled.val_dataloader()))) == 16
+
+
+def test_layerwise_evaluation_of_a_compiled_model_runs_compiled_layers(fresh_cache):
+    g = featured_graph().add_reverse_edges()
+    torch.manual_seed(0)
+    eager = RGNN(COUNTS, g.num_relations, 3, in_features={"a": 5}, model="rgat", hidden=8, heads=2).eval()
+    compiled = copy.deepcopy(eager)
+    compiled.stack = gc.compile(compiled.stack, backend="cpu")
+    index = torch.arange(0, 60, 4) + g.node_offset("a")
+    with torch.no_grad():
+        expected = eager(g).index_select(0, index)
+        torch.testing.assert_close(compiled.layerwise(g, index, 9), expected, rtol=1e-4, atol=1e-8)
+        builds = len(fresh_cache[1])
+        compiled.layerwise(g, index, 9)
+    runners = compiled.layer_runners()
+    assert [type(r).__name__ for r in runners] == ["CompiledRGAT", "CompiledRGAT"]
+    assert all(len(r._graphcore_plans) == 1 for r in runners)  # one plan for all chunks of all node types
+    assert len(fresh_cache[1]) == builds > 0  # built once, reused by the second evaluation
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # the compiled layers are not submodules
+    with torch.no_grad():  # they share the parameters: a changed weight changes their output too
+        for net in (compiled, eager):
+            for p in net.stack.layers[1].parameters():
+                p.add_(0.1)
+        changed = eager(g).index_select(0, index)
+        assert not torch.allclose(changed, expected)
+        torch.testing.assert_close(compiled.layerwise(g, index, 9), changed, rtol=1e-4, atol=1e-8)
