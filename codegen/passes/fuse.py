@@ -86,6 +86,39 @@ class _Graph:
             i += 1
         return False
 
+    def merge_creates_cycle(self, members: list[Op], region_of: dict[int, int]) -> bool:
+        """True if ``members`` as one region would depend on itself: through an outside op
+        (:meth:`creates_cycle`), or through other regions, each of which runs as one kernel (a
+        path can enter a region at one op and leave it at another; the fuzzer found two
+        traversals merged from siblings that each fed the other through a GEMM)."""
+        if self.creates_cycle(members):
+            return True
+        inside = {id(op) for op in members}
+
+        def node(op: Op):
+            if id(op) in inside:
+                return "merged"
+            r = region_of.get(id(op))
+            return ("op", id(op)) if r is None else ("region", r)
+
+        successors: dict = {}
+        for op in self.ops:
+            a = node(op)
+            for v in op.outputs:
+                for user in self.users.get(v.id, []):
+                    b = node(user)
+                    if a != b:
+                        successors.setdefault(a, set()).add(b)
+        stack, seen = list(successors.get("merged", ())), set()
+        while stack:
+            n = stack.pop()
+            if n == "merged":
+                return True
+            if n not in seen:
+                seen.add(n)
+                stack.extend(successors.get(n, ()))
+        return False
+
     def is_load(self, op: Op, gemm_ops: set[int]) -> bool:
         """A gather (chain) of a buffer: an input, a parameter, a constant or a GEMM result.
 
@@ -209,7 +242,7 @@ def run(program: Program, ctx: PassContext) -> Program:
             if any(region_of.get(id(o)) == r for o in mine):
                 continue
             merged = regions[r] + mine
-            if _schedulable(merged, g) and not g.creates_cycle(merged):
+            if _schedulable(merged, g) and not g.merge_creates_cycle(merged, region_of):
                 for o in mine:
                     region_of.pop(id(o), None)
                 regions[r] = merged
@@ -286,7 +319,7 @@ def _merge_siblings(regions: list[list[Op]], kinds: list[str], region_of: dict[i
             for b in live[i + 1:]:
                 union = regions[a] + regions[b]
                 if _schedule(regions[a]) != _schedule(regions[b]) or not _schedulable(union, g) or \
-                        g.creates_cycle(union):
+                        g.merge_creates_cycle(union, region_of):
                     continue
                 regions[a] = union
                 regions[b] = []

@@ -294,3 +294,13 @@ def test_regression_one_trip_simd_copy_builds():
     copy written by a one-trip `omp simd` loop, and -Werror stopped the build."""
     check([("linear", 0, 0, 0), ("linear", 0, 0, 0), ("aggregate", 0, 0, 0), ("edge_data", 0, 0, 0),
            ("ewise", 6, 3, 0), ("linear", 1, 0, 0), ("unary", 4, 0, 7)], (empty_graph(),), in_channels=3)
+
+
+def test_regression_fuse_merges_no_two_regions_into_a_cycle():
+    """Backward of two typed linears fed through each other's traversals: the sibling merge of
+    traversals checked paths through outside ops only, so two merged traversals each fed the
+    other through a GEMM (entering one at an op and leaving it at another)."""
+    g = HeteroGraph({"t0": 1}, {("t0", "r0", "t0"): torch.tensor([[0], [0]])},
+                    edge_data={"w": {("t0", "r0", "t0"): torch.ones(1)}})
+    check([("linear", 0, 0, 0), ("typed_linear", 0, 3, 0), ("ewise", 0, 0, 0), ("linear", 6, 0, 0),
+           ("typed_linear", 3, 3, 0), ("merge_heads", 0, 0, 0), ("edge_data", 0, 0, 0)], (g,), in_channels=1)
