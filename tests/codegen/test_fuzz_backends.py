@@ -304,3 +304,14 @@ def test_regression_fuse_merges_no_two_regions_into_a_cycle():
                     edge_data={"w": {("t0", "r0", "t0"): torch.ones(1)}})
     check([("linear", 0, 0, 0), ("typed_linear", 0, 3, 0), ("ewise", 0, 0, 0), ("linear", 6, 0, 0),
            ("typed_linear", 3, 3, 0), ("merge_heads", 0, 0, 0), ("edge_data", 0, 0, 0)], (g,), in_channels=1)
+
+
+def test_regression_reorder_folds_no_untyped_weight_into_typed_ones():
+    """linear(x, W1) then typed_linear(., W2[t]) on node rows, trained: reorder folded the chain
+    into weight_matmul 'km,tmn->tkn', which lowering cannot run as one batched GEMM."""
+    g = HeteroGraph({"t0": 6}, {("t0", "r0", "t0"): torch.tensor([[0, 1, 2], [3, 4, 5]]),
+                                ("t0", "r1", "t0"): torch.tensor([[5, 4, 3], [0, 1, 2]])},
+                    edge_data={"w": {("t0", "r0", "t0"): torch.ones(3), ("t0", "r1", "t0"): torch.ones(3)}})
+    check([("linear", 0, 0, 0), ("typed_linear", 0, 3, 0), ("linear", 1, 4, 6), ("linear", 6, 6, 6),
+           ("typed_linear", 3, 3, 1), ("merge_heads", 1, 2, 0), ("edge_data", 7, 0, 7), ("unary", 7, 4, 0),
+           ("scale", 6, 4, 4)], (g,), in_channels=4, seed=890)
