@@ -8,8 +8,14 @@ Every system trains on the *same* batches, sampled once by
 
 * ``sample ms``: the sampler alone (CSR built once, before);
 * ``build ms``: the batch graph (:func:`graphcore.sampling.sampled_graph`, features gathered)
-  and its layout (sorted edges, CSR, compact maps: what the compiled kernels read);
+  and the layouts of it and of its trimmed graphs (sorted edges, CSR, compact maps: what the
+  compiled kernels read);
 * ``train ms``: forward, backward and optimiser step on the built batch (median over batches).
+
+Layer ``l`` of ``L`` runs on the batch cut to ``L - l`` hops (``SampledGraph.trimmed``, PyG's
+``trim_to_layer``), for graphcore and PyG alike, so the last layer computes the seeds alone, as
+DGL's blocks do; ``--no-trim`` runs every layer on the whole batch. graphcore's layers are
+compiled one by one: one plan per layer serves every batch and every cut.
 
 ``seeds/s`` is ``batch / (sample + build + train)`` (PyG's rows count their own per-batch input
 preparation in ``train``); ``epoch s`` scales that to all training seeds. With ``--processes 1
@@ -34,6 +40,7 @@ are its own batches' medians; its ``seeds/s`` is ``batch / (sample + train)``. W
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -99,26 +106,33 @@ class PyGStack(torch.nn.Module):
                 "hgt": lambda i, o, h: HGTConv(i, o, meta, heads=h)}[model]
         self.layers = torch.nn.ModuleList([make(dim, dim, heads), make(dim, classes, 1)])
 
-    def forward(self, g, x):
+    def layer(self, i: int, g, x):
+        """Layer ``i`` on the batch graph ``g`` (stacked rows in, stacked rows out), in PyG's
+        calling convention: per-type dicts for ``HGTConv``, homogeneous ids for the others."""
+        layer = self.layers[i]
         if self.model == "hgt":
-            h = g.unstack(x)
-            for i, layer in enumerate(self.layers):
-                out = layer(h, g.edge_index_dict)
-                h = {t: (v if v is not None else torch.zeros(g.num_nodes(t), layer.out_channels))
-                     for t, v in out.items()}
-                if i == 0:
-                    h = {t: v.relu() for t, v in h.items()}
-            return g.stack(h)
+            out = layer(g.unstack(x), g.edge_index_dict)
+            return g.stack({t: (v if v is not None else torch.zeros(g.num_nodes(t), layer.out_channels))
+                            for t, v in out.items()})
         offsets = {t: g.node_offset(t) for t in g.node_types}  # homogeneous ids: the per-batch input PyG needs
         edges = [g.edge_index(r) + torch.tensor([[offsets[r[0]]], [offsets[r[2]]]]) for r in g.relations]
-        edge_index = torch.cat(edges, 1)
         edge_type = torch.cat([torch.full((e.size(1),), i) for i, e in enumerate(edges)])
-        h = x
-        for i, layer in enumerate(self.layers):
-            h = layer(h, edge_index, edge_type)
-            if i == 0:
-                h = h.relu()
-        return h
+        return layer(x, torch.cat(edges, 1), edge_type)
+
+
+def seed_outputs(layers, g, x, trim: bool):
+    """The seeds' outputs of 2 layers with a ReLU between (``layers``: callables ``(graph, x)``).
+    ``trim``: layer ``l`` of ``L`` on ``g.trimmed(L - l)`` (PyG's ``trim_to_layer``), so the last
+    layer runs for the seeds' first hop; otherwise every layer on the whole batch."""
+    graph, h = g, x
+    for i, layer in enumerate(layers):
+        if trim:
+            hops = len(layers) - i
+            h, graph = graph.trim_rows(h, hops), graph.trimmed(hops)
+        h = layer(graph, h)
+        if i < len(layers) - 1:
+            h = h.relu()
+    return h.index_select(0, graph.seed_index)
 
 
 def warm_layout(g) -> None:
@@ -147,10 +161,12 @@ def sample_batches(graph, target: str, seeds: torch.Tensor, fanout: list[int], b
     for i in range(count):
         ids = order[i * batch:(i + 1) * batch]
         t0 = time.perf_counter()
-        node, row, col, edge, per_hop, _ = sampler.sample(target, ids)
+        node, row, col, edge, per_hop, edges_per_hop = sampler.sample(target, ids)
         t1 = time.perf_counter()
-        g = sampled_graph(graph, node, row, col, edge, input_type=target, batch_size=ids.numel(), num_sampled_nodes=per_hop)
-        warm_layout(g)
+        g = sampled_graph(graph, node, row, col, edge, input_type=target, batch_size=ids.numel(),
+                          num_sampled_nodes=per_hop, num_sampled_edges=edges_per_hop)
+        for hops in range(len(fanout), 0, -1):  # the layouts of the trimmed graphs the layers run on
+            warm_layout(g.trimmed(hops))
         t2 = time.perf_counter()
         batches.append(g)
         sample_s.append(t1 - t0)
@@ -160,11 +176,32 @@ def sample_batches(graph, target: str, seeds: torch.Tensor, fanout: list[int], b
             "nodes": statistics.median(g.num_nodes() for g in batches)}
 
 
-def train_cell(system: str, model: str, batches: list, labels: torch.Tensor, dim: int, classes: int, heads: int,
-               warmup: int) -> dict:
-    """Median train-step time of one system on the prepared batches."""
+class SeedOutputs(torch.nn.Module):
+    """:func:`seed_outputs` of ``net``'s layers as a module whose parameters are ``net``'s (what
+    DDP wraps; the compiled layers share those parameters and stay out of the module tree)."""
+
+    def __init__(self, net, layers: list, trim: bool):
+        super().__init__()
+        self.net, self.trim = net, trim
+        self.__dict__["runners"] = layers
+
+    def forward(self, g, x):
+        return seed_outputs(self.runners, g, x, self.trim)
+
+
+def stack_layers(system: str, net) -> list:
+    """The 2 layers of ``net`` as callables ``(graph, x)``: compiled one by one for ``compiled``
+    (each layer's plan serves every batch and every trimmed graph of it)."""
     import graphcore as gc
 
+    if system == "pyg":
+        return [functools.partial(net.layer, i) for i in range(len(net.layers))]
+    return [gc.compile(layer, backend="cpu") if system == "compiled" else layer for layer in net.layers]
+
+
+def train_cell(system: str, model: str, batches: list, labels: torch.Tensor, dim: int, classes: int, heads: int,
+               warmup: int, trim: bool = True) -> dict:
+    """Median train-step time of one system on the prepared batches."""
     graph0 = batches[0]
     torch.manual_seed(0)
     if system == "pyg":
@@ -173,14 +210,14 @@ def train_cell(system: str, model: str, batches: list, labels: torch.Tensor, dim
             return {"status": "skipped: RGATConv materialises an [E, d, d] weight tensor (> 2 GiB per layer)"}
     else:
         net = graphcore_stack(model, graph0, dim, classes, heads)
-    run = gc.compile(net, backend="cpu") if system == "compiled" else net
+    layers = stack_layers(system, net)
     optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
     times, first_s = [], None
     for i, g in enumerate(batches):
         x = torch.cat([g.x[t] for t in g.node_types])
         y = labels[g.n_id[g.input_type][:g.batch_size]]
         t0 = time.perf_counter()
-        out = run(g, x).index_select(0, g.seed_index)
+        out = seed_outputs(layers, g, x, trim)
         loss = F.cross_entropy(out, y)
         optimiser.zero_grad()
         loss.backward()
@@ -229,7 +266,6 @@ def ddp_worker(rank: int, world: int, args: argparse.Namespace, graph_name: str,
     """One DDP rank: end-to-end compiled training on its share of the seeds (sampling included)."""
     import torch.distributed as dist
 
-    import graphcore as gc
     from graphcore.sampling import NeighborLoader
 
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -244,7 +280,7 @@ def ddp_worker(rank: int, world: int, args: argparse.Namespace, graph_name: str,
     loader = NeighborLoader(graph, args.fanout, input_nodes=(target, mine), batch_size=args.batch_size, seed=0)
     torch.manual_seed(0)
     net = graphcore_stack(model, graph, args.hidden, classes, args.heads)
-    run = gc.compile(net, backend="cpu")
+    run = SeedOutputs(net, stack_layers("compiled", net), args.trim)
     wrapped = torch.nn.parallel.DistributedDataParallel(run) if world > 1 else run
     optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
     sample_s, train_s = [], []
@@ -254,7 +290,7 @@ def ddp_worker(rank: int, world: int, args: argparse.Namespace, graph_name: str,
         g = next(iterator)
         t1 = time.perf_counter()
         x = torch.cat([g.x[t] for t in g.node_types])
-        out = wrapped(g, x).index_select(0, g.seed_index)
+        out = wrapped(g, x)
         loss = F.cross_entropy(out, labels[g.n_id[target][:g.batch_size]])
         optimiser.zero_grad()
         loss.backward()
@@ -299,6 +335,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=8, help="timed batches per cell (after --warmup)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first batches (the compiled build is one)")
     parser.add_argument("--processes", type=int, nargs="*", default=[], help="end-to-end runs of compiled and DGL, e.g. 1 2")
+    parser.add_argument("--no-trim", dest="trim", action="store_false",
+                        help="run every layer on the whole batch (default: layer l of L on the batch cut to L - l "
+                             "hops, PyG's trim_to_layer, for graphcore and PyG alike; DGL's blocks do the same)")
     parser.add_argument("--dgl-timeout", type=float, default=1800.0, help="seconds per DGL cell before it is killed")
     add_common_arguments(parser, "rgnn_minibatch.json")
     parser.set_defaults(threads=2)
@@ -332,7 +371,7 @@ def main(argv=None) -> dict:
                 else:
                     try:
                         row.update(train_cell(system, model, prepared["batches"], labels, args.hidden, classes,
-                                              args.heads, args.warmup))
+                                              args.heads, args.warmup, args.trim))
                     except (RuntimeError, MemoryError) as err:  # a peer that cannot run this batch size
                         row["status"] = f"failed: {str(err).splitlines()[0][:120]}"
                 if row.get("status") == "ok" and system == "dgl":  # its own sampler; blocks built while sampling

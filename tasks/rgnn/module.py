@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 import graphcore
 from graphcore.graph import HeteroGraph
+from graphcore.sampling import SampledGraph
 from graphcore.tasks.rgnn.data import STAGES, GraphBatch
 from graphcore.tasks.rgnn.model import RGNN, ModelName
 
@@ -71,9 +72,14 @@ class RGNNClassifier(L.LightningModule):
         return self.net(g)
 
     def logits(self, batch: GraphBatch) -> Tensor:
-        """``[B, num_classes]`` logits of the batch's target nodes (layer-wise when the batch says so)."""
+        """``[B, num_classes]`` logits of the batch's target nodes: layer-wise when the batch says
+        so, on hop-trimmed graphs for the seeds of a sampled batch (:meth:`RGNN.seed_logits`)."""
         if batch.chunk_size is not None:
             return self.net.layerwise(batch.graph, batch.index, batch.chunk_size)
+        g = batch.graph
+        if isinstance(g, SampledGraph) and (g.num_hops or 0) >= len(self.net.stack.layers) and \
+                torch.equal(batch.index, g.seed_index):
+            return self.net.seed_logits(g)
         return self(batch.graph).index_select(0, batch.index)
 
     def _common_step(self, batch: GraphBatch, stage: str) -> Tensor:

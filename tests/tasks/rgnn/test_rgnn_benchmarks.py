@@ -152,6 +152,24 @@ def test_minibatch_benchmark_reports_each_part(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "mb.json").read_text())["cells"][0]["graph"] == "mag_like:0.001"
 
 
+@pytest.mark.parametrize("model", ["rgcn", "hgt"])
+@pytest.mark.parametrize("system", ["pyg", "eager"])
+def test_minibatch_benchmark_trims_layers_without_changing_the_seeds_outputs(model, system):
+    import torch
+
+    from benchmarks import rgnn_minibatch
+
+    graph, target, labels, seeds, classes = rgnn_minibatch.load("mag_like:0.001", 8)
+    batch = rgnn_minibatch.sample_batches(graph, target, seeds, [4, 3], 16, 1)["batches"][0]
+    torch.manual_seed(0)
+    net = (rgnn_minibatch.PyGStack if system == "pyg" else rgnn_minibatch.graphcore_stack)(model, batch, 8, 5, 2)
+    layers = rgnn_minibatch.stack_layers(system, net)
+    x = torch.cat([batch.x[t] for t in batch.node_types])
+    assert batch.trimmed(1).num_nodes() < batch.num_nodes()
+    torch.testing.assert_close(rgnn_minibatch.seed_outputs(layers, batch, x, trim=True),
+                               rgnn_minibatch.seed_outputs(layers, batch, x, trim=False), rtol=1e-5, atol=1e-6)
+
+
 HAS_DGL = pytest.mark.skipif(not DGL_PYTHON.exists(), reason="needs .venv-dgl (make dgl-env)")
 
 

@@ -138,3 +138,58 @@ def test_layerwise_evaluation_of_a_compiled_model_runs_compiled_layers(fresh_cac
         changed = eager(g).index_select(0, index)
         assert not torch.allclose(changed, expected)
         torch.testing.assert_close(compiled.layerwise(g, index, 9), changed, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("model", ["rgcn", "rgat", "hgt"])
+@pytest.mark.parametrize("layers", [2, 3])
+def test_seed_logits_on_trimmed_graphs_equal_the_whole_batchs(model, layers):
+    """Layer l of L on the batch cut to L - l hops gives the seeds the logits of one forward
+    over the whole batch (fp64), dropout off."""
+    torch.manual_seed(0)
+    g = featured_graph()
+    net = RGNN(COUNTS, g.num_relations, 3, in_features={"a": 5}, model=model, hidden=8, heads=2,
+               num_layers=layers).double()
+    loader = NeighborLoader(g, [3] * layers, input_nodes=("a", torch.arange(60)), batch_size=12, seed=0)
+    for batch in list(loader)[:3]:
+        batch.x["a"] = batch.x["a"].double()
+        torch.testing.assert_close(net.seed_logits(batch), net(batch).index_select(0, batch.seed_index))
+    with pytest.raises(ValueError, match="sampled with 1 hops, the model has"):
+        net.seed_logits(next(iter(NeighborLoader(g, [3], input_nodes=("a", torch.arange(60)), batch_size=12))))
+
+
+def test_compiled_seed_logits_train_as_eager_with_one_build_per_layer(fresh_cache):
+    g = featured_graph()
+    labels = torch.randint(3, (60,))
+    eager = RGNN(COUNTS, g.num_relations, 3, in_features={"a": 5}, model="rgcn", hidden=8, num_layers=2)
+    compiled = copy.deepcopy(eager)
+    compiled.stack = gc.compile(compiled.stack, backend="cpu")
+    data = batches(g, 20)
+
+    def steps(net):
+        optimiser, losses = torch.optim.Adam(net.parameters(), lr=0.01), []
+        for batch in data:
+            loss = F.cross_entropy(net.seed_logits(batch), labels[batch.n_id["a"][:batch.batch_size]])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        return losses
+
+    expected, got = steps(eager), steps(compiled)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert len(fresh_cache[1]) == 2  # one native build per layer (8 -> 8, 8 -> 3) for all batches and cuts
+
+
+def test_the_classifier_scores_a_sampled_batch_on_trimmed_graphs(monkeypatch):
+    from graphcore.tasks.rgnn.data import AttachLabels
+    from graphcore.tasks.rgnn.module import RGNNClassifier
+
+    g = featured_graph()
+    labels = torch.randint(3, (60,))
+    module = RGNNClassifier(COUNTS, g.num_relations, 3, in_features={"a": 5}, hidden=8)
+    batch = AttachLabels(labels)(batches(g, 1)[0])
+    calls = []
+    seed_logits = module.net.seed_logits
+    monkeypatch.setattr(module.net, "seed_logits", lambda graph: calls.append(graph) or seed_logits(graph))
+    torch.testing.assert_close(module.logits(batch), module(batch.graph).index_select(0, batch.index))
+    assert calls == [batch.graph]
