@@ -162,6 +162,10 @@ class CFamilyPrinter:
         across members (empty where a dialect needs none)."""
         return ""
 
+    def member_prefetch(self, w: CodeWriter, loads: list[Access], group_ptr: str, group_perm: str | None) -> None:
+        """Statements at the top of a member loop that fetch the rows a later member will load
+        (none where a dialect hides latency otherwise)."""
+
     def simd(self, clause: str = "") -> str:
         """The vectorisation hint before an innermost loop (empty where a dialect has none)."""
         return f"#pragma omp simd {clause}".rstrip()
@@ -280,6 +284,8 @@ class CFamilyPrinter:
                     if self.member_loop_barrier():
                         w.line(self.member_loop_barrier())
                     w.line(f"const int64_t m = {group_perm}[p];" if group_perm else "const int64_t m = p;")
+                    loads = [t.attr("access") for t in s.body if not isinstance(t, Loop) and t.op == "load"]
+                    self.member_prefetch(w, [a for a in loads if a.base == "member"], group_ptr, group_perm)
                     self.body(w, s.body, inner, base, group_ptr, group_perm)
             else:
                 self.stmt(w, s, scope, base)

@@ -230,14 +230,14 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
   const int64_t* __restrict__ gp_dst = I[6];
   const int64_t* __restrict__ gm_dst = I[7];
   const int64_t n_node = rows[0];
-  const int64_t* __restrict__ ix_src = I[8];
   real* __restrict__ v6 = (real*)B[18];
-  const int64_t* __restrict__ ix_udst_inv = I[9];
+  const int64_t* __restrict__ ix_src = I[8];
   real* __restrict__ v48 = (real*)B[22];
-  const int64_t* __restrict__ ix_etype = I[10];
+  const int64_t* __restrict__ ix_udst_inv = I[9];
   real* __restrict__ v27 = (real*)B[9];
-  const int64_t* __restrict__ ix_usrc_inv = I[11];
+  const int64_t* __restrict__ ix_etype = I[10];
   real* __restrict__ v45 = (real*)B[21];
+  const int64_t* __restrict__ ix_usrc_inv = I[11];
   real* __restrict__ v32 = (real*)B[16];
   real* __restrict__ v34 = (real*)B[13];
   real* __restrict__ v36 = (real*)B[23];
@@ -252,6 +252,12 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+        __builtin_prefetch(v48 + (int64_t)(ix_udst_inv[mp]) * 6);
+        __builtin_prefetch(v27 + (int64_t)(ix_etype[mp]) * 3);
+      }
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[3];
@@ -279,6 +285,13 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+        __builtin_prefetch(v48 + (int64_t)(ix_udst_inv[mp]) * 6);
+        __builtin_prefetch(v27 + (int64_t)(ix_etype[mp]) * 3);
+        __builtin_prefetch(v45 + (int64_t)(ix_usrc_inv[mp]) * 6);
+      }
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[3];
@@ -619,17 +632,17 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
   const int64_t* __restrict__ gp_dst = I[6];
   const int64_t* __restrict__ gm_dst = I[7];
   const int64_t n_node = rows[0];
-  const int64_t* __restrict__ ix_dst = I[8];
   real* __restrict__ v56 = (real*)B[37];
-  const int64_t* __restrict__ ix_usrc_inv = I[9];
+  const int64_t* __restrict__ ix_dst = I[8];
   real* __restrict__ v45 = (real*)B[35];
+  const int64_t* __restrict__ ix_usrc_inv = I[9];
   real* __restrict__ v32 = (real*)B[4];
-  const int64_t* __restrict__ ix_src = I[10];
   real* __restrict__ v6 = (real*)B[30];
-  const int64_t* __restrict__ ix_udst_inv = I[11];
+  const int64_t* __restrict__ ix_src = I[10];
   real* __restrict__ v48 = (real*)B[36];
-  const int64_t* __restrict__ ix_etype = I[12];
+  const int64_t* __restrict__ ix_udst_inv = I[11];
   real* __restrict__ v27 = (real*)B[15];
+  const int64_t* __restrict__ ix_etype = I[12];
   real* __restrict__ v69 = (real*)B[38];
   real* __restrict__ v70 = (real*)B[39];
   const int64_t count = n_node;
@@ -641,6 +654,12 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v56 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v45 + (int64_t)(ix_usrc_inv[mp]) * 6);
+        __builtin_prefetch(v32 + (int64_t)(mp) * 3);
+      }
       const real* x4 = v56 + (int64_t)(ix_dst[m]) * 6;
       const real* x5 = v45 + (int64_t)(ix_usrc_inv[m]) * 6;
       real t6[6];
@@ -663,6 +682,15 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+        __builtin_prefetch(v48 + (int64_t)(ix_udst_inv[mp]) * 6);
+        __builtin_prefetch(v56 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v45 + (int64_t)(ix_usrc_inv[mp]) * 6);
+        __builtin_prefetch(v32 + (int64_t)(mp) * 3);
+        __builtin_prefetch(v27 + (int64_t)(ix_etype[mp]) * 3);
+      }
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[3];
@@ -723,6 +751,10 @@ static void backward_k6_aggregate(void* const* B, const int64_t* const* I, const
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_etype[p];
+      if (p + 8 < gp_etype[count]) {
+        const int64_t mp = gm_etype[p + 8];
+        __builtin_prefetch(v70 + (int64_t)(mp) * 3);
+      }
       const real* x1 = v70 + (int64_t)(m) * 3;
       #pragma omp simd
       for (int64_t j = 0; j < 3; ++j) acc2[j] += x1[j];
@@ -737,8 +769,8 @@ static void backward_k7_gather_ewise_aggregate(void* const* B, const int64_t* co
   const int64_t* __restrict__ gm_udst_inv = I[16];
   const int64_t n_udst = rows[3];
   real* __restrict__ v69 = (real*)B[38];
-  const int64_t* __restrict__ ix_src = I[10];
   real* __restrict__ v6 = (real*)B[30];
+  const int64_t* __restrict__ ix_src = I[10];
   real* __restrict__ v74 = (real*)B[40];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -748,6 +780,11 @@ static void backward_k7_gather_ewise_aggregate(void* const* B, const int64_t* co
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_inv[p];
+      if (p + 8 < gp_udst_inv[count]) {
+        const int64_t mp = gm_udst_inv[p + 8];
+        __builtin_prefetch(v69 + (int64_t)(mp) * 3);
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+      }
       const real* x1 = v69 + (int64_t)(m) * 3;
       const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
       real t3[6];
@@ -841,6 +878,10 @@ static void backward_k9_typed_linear_aggregate_scatter(void* const* B, const int
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_node[p];
+      if (p + 8 < gp_udst_node[count]) {
+        const int64_t mp = gm_udst_node[p + 8];
+        __builtin_prefetch(v77_rows + (int64_t)(mp) * 6);
+      }
       const real* x = v77_rows + (int64_t)(m) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc[j] += x[j];
@@ -854,8 +895,8 @@ static void backward_k10_gather_ewise_aggregate(void* const* B, const int64_t* c
   const int64_t* __restrict__ gp_usrc_inv = I[19];
   const int64_t* __restrict__ gm_usrc_inv = I[20];
   const int64_t n_usrc = rows[2];
-  const int64_t* __restrict__ ix_dst = I[8];
   real* __restrict__ v56 = (real*)B[37];
+  const int64_t* __restrict__ ix_dst = I[8];
   real* __restrict__ v32 = (real*)B[4];
   real* __restrict__ v78 = (real*)B[42];
   const int64_t count = n_usrc;
@@ -866,6 +907,11 @@ static void backward_k10_gather_ewise_aggregate(void* const* B, const int64_t* c
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_usrc_inv[p];
+      if (p + 8 < gp_usrc_inv[count]) {
+        const int64_t mp = gm_usrc_inv[p + 8];
+        __builtin_prefetch(v56 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v32 + (int64_t)(mp) * 3);
+      }
       const real* x1 = v56 + (int64_t)(ix_dst[m]) * 6;
       const real* x2 = v32 + (int64_t)(m) * 3;
       real t3[6];
@@ -964,6 +1010,10 @@ static void backward_k12_typed_linear_aggregate_scatter(void* const* B, const in
     for (int64_t p = gp_usrc_node[i]; p < gp_usrc_node[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_usrc_node[p];
+      if (p + 8 < gp_usrc_node[count]) {
+        const int64_t mp = gm_usrc_node[p + 8];
+        __builtin_prefetch(v81_rows + (int64_t)(mp) * 6);
+      }
       const real* x = v81_rows + (int64_t)(m) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc[j] += x[j];
@@ -978,8 +1028,8 @@ static void backward_k13_gather_ewise_aggregate_reshape(void* const* B, const in
   const int64_t* __restrict__ gm_src = I[24];
   const int64_t n_node = rows[0];
   real* __restrict__ v69 = (real*)B[38];
-  const int64_t* __restrict__ ix_udst_inv = I[11];
   real* __restrict__ v48 = (real*)B[36];
+  const int64_t* __restrict__ ix_udst_inv = I[11];
   real* __restrict__ v92 = (real*)B[44];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -989,6 +1039,11 @@ static void backward_k13_gather_ewise_aggregate_reshape(void* const* B, const in
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_src[p];
+      if (p + 8 < gp_src[count]) {
+        const int64_t mp = gm_src[p + 8];
+        __builtin_prefetch(v69 + (int64_t)(mp) * 3);
+        __builtin_prefetch(v48 + (int64_t)(ix_udst_inv[mp]) * 6);
+      }
       const real* x1 = v69 + (int64_t)(m) * 3;
       const real* x2 = v48 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[6];
@@ -1032,6 +1087,13 @@ static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const*
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_ntype[p];
+      if (p + 8 < gp_ntype[count]) {
+        const int64_t mp = gm_ntype[p + 8];
+        __builtin_prefetch(v50 + (int64_t)(mp) * 6);
+        __builtin_prefetch(v81 + (int64_t)(mp) * 6);
+        __builtin_prefetch(v77 + (int64_t)(mp) * 6);
+        __builtin_prefetch(v92 + (int64_t)(mp) * 6);
+      }
       const real* x1 = v50 + (int64_t)(m) * 6;
       const real* x3 = v81 + (int64_t)(m) * 6;
       const real* t4 = x3;

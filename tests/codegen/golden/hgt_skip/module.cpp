@@ -230,14 +230,14 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
   const int64_t* __restrict__ gp_dst = I[6];
   const int64_t* __restrict__ gm_dst = I[7];
   const int64_t n_node = rows[0];
-  const int64_t* __restrict__ ix_src = I[8];
   real* __restrict__ v6 = (real*)B[20];
-  const int64_t* __restrict__ ix_udst_inv = I[9];
+  const int64_t* __restrict__ ix_src = I[8];
   real* __restrict__ v56 = (real*)B[24];
-  const int64_t* __restrict__ ix_etype = I[10];
+  const int64_t* __restrict__ ix_udst_inv = I[9];
   real* __restrict__ v27 = (real*)B[9];
-  const int64_t* __restrict__ ix_usrc_inv = I[11];
+  const int64_t* __restrict__ ix_etype = I[10];
   real* __restrict__ v53 = (real*)B[23];
+  const int64_t* __restrict__ ix_usrc_inv = I[11];
   real* __restrict__ v32 = (real*)B[18];
   real* __restrict__ v34 = (real*)B[15];
   real* __restrict__ v36 = (real*)B[25];
@@ -252,6 +252,12 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+        __builtin_prefetch(v56 + (int64_t)(ix_udst_inv[mp]) * 6);
+        __builtin_prefetch(v27 + (int64_t)(ix_etype[mp]) * 2);
+      }
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[2];
@@ -279,6 +285,13 @@ static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(voi
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+        __builtin_prefetch(v56 + (int64_t)(ix_udst_inv[mp]) * 6);
+        __builtin_prefetch(v27 + (int64_t)(ix_etype[mp]) * 2);
+        __builtin_prefetch(v53 + (int64_t)(ix_usrc_inv[mp]) * 6);
+      }
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[2];
@@ -448,8 +461,8 @@ static void backward_k0_gather_ewise_unary_sum_to_aggregate(void* const* B, cons
   const int64_t* __restrict__ gm_ntype = I[1];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v38 = (real*)B[1];
-  const int64_t* __restrict__ ix_ntype = I[2];
   real* __restrict__ v39 = (real*)B[18];
+  const int64_t* __restrict__ ix_ntype = I[2];
   real* __restrict__ v42 = (real*)B[19];
   real* __restrict__ v58 = (real*)B[7];
   real* __restrict__ v0 = (real*)B[0];
@@ -468,6 +481,14 @@ static void backward_k0_gather_ewise_unary_sum_to_aggregate(void* const* B, cons
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_ntype[p];
+      if (p + 8 < gp_ntype[count]) {
+        const int64_t mp = gm_ntype[p + 8];
+        __builtin_prefetch(v38 + (int64_t)(mp) * 6);
+        __builtin_prefetch(v39 + (int64_t)(ix_ntype[mp]) * 6);
+        __builtin_prefetch(v42 + (int64_t)(ix_ntype[mp]) * 1);
+        __builtin_prefetch(v58 + (int64_t)(mp) * 6);
+        __builtin_prefetch(v0 + (int64_t)(mp) * 6);
+      }
       const real* x1 = v38 + (int64_t)(m) * 6;
       const real* x2 = v39 + (int64_t)(ix_ntype[m]) * 6;
       real t3[6];
@@ -749,17 +770,17 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
   const int64_t* __restrict__ gp_dst = I[8];
   const int64_t* __restrict__ gm_dst = I[9];
   const int64_t n_node = rows[0];
-  const int64_t* __restrict__ ix_dst = I[10];
   real* __restrict__ v78 = (real*)B[42];
-  const int64_t* __restrict__ ix_usrc_inv = I[11];
+  const int64_t* __restrict__ ix_dst = I[10];
   real* __restrict__ v53 = (real*)B[40];
+  const int64_t* __restrict__ ix_usrc_inv = I[11];
   real* __restrict__ v32 = (real*)B[5];
-  const int64_t* __restrict__ ix_src = I[12];
   real* __restrict__ v6 = (real*)B[35];
-  const int64_t* __restrict__ ix_udst_inv = I[13];
+  const int64_t* __restrict__ ix_src = I[12];
   real* __restrict__ v56 = (real*)B[41];
-  const int64_t* __restrict__ ix_etype = I[14];
+  const int64_t* __restrict__ ix_udst_inv = I[13];
   real* __restrict__ v27 = (real*)B[16];
+  const int64_t* __restrict__ ix_etype = I[14];
   real* __restrict__ v91 = (real*)B[43];
   real* __restrict__ v92 = (real*)B[44];
   const int64_t count = n_node;
@@ -771,6 +792,12 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v78 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v53 + (int64_t)(ix_usrc_inv[mp]) * 6);
+        __builtin_prefetch(v32 + (int64_t)(mp) * 2);
+      }
       const real* x4 = v78 + (int64_t)(ix_dst[m]) * 6;
       const real* x5 = v53 + (int64_t)(ix_usrc_inv[m]) * 6;
       real t6[6];
@@ -793,6 +820,15 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+        __builtin_prefetch(v56 + (int64_t)(ix_udst_inv[mp]) * 6);
+        __builtin_prefetch(v78 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v53 + (int64_t)(ix_usrc_inv[mp]) * 6);
+        __builtin_prefetch(v32 + (int64_t)(mp) * 2);
+        __builtin_prefetch(v27 + (int64_t)(ix_etype[mp]) * 2);
+      }
       const real* x1 = v6 + (int64_t)(ix_src[m]) * 6;
       const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[2];
@@ -853,6 +889,10 @@ static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_etype[p];
+      if (p + 8 < gp_etype[count]) {
+        const int64_t mp = gm_etype[p + 8];
+        __builtin_prefetch(v92 + (int64_t)(mp) * 2);
+      }
       const real* x1 = v92 + (int64_t)(m) * 2;
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) acc2[j] += x1[j];
@@ -867,8 +907,8 @@ static void backward_k8_gather_ewise_aggregate(void* const* B, const int64_t* co
   const int64_t* __restrict__ gm_udst_inv = I[18];
   const int64_t n_udst = rows[3];
   real* __restrict__ v91 = (real*)B[43];
-  const int64_t* __restrict__ ix_src = I[12];
   real* __restrict__ v6 = (real*)B[35];
+  const int64_t* __restrict__ ix_src = I[12];
   real* __restrict__ v96 = (real*)B[45];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -878,6 +918,11 @@ static void backward_k8_gather_ewise_aggregate(void* const* B, const int64_t* co
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_inv[p];
+      if (p + 8 < gp_udst_inv[count]) {
+        const int64_t mp = gm_udst_inv[p + 8];
+        __builtin_prefetch(v91 + (int64_t)(mp) * 2);
+        __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
+      }
       const real* x1 = v91 + (int64_t)(m) * 2;
       const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
       real t3[6];
@@ -971,6 +1016,10 @@ static void backward_k10_typed_linear_aggregate_scatter(void* const* B, const in
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_node[p];
+      if (p + 8 < gp_udst_node[count]) {
+        const int64_t mp = gm_udst_node[p + 8];
+        __builtin_prefetch(v99_rows + (int64_t)(mp) * 6);
+      }
       const real* x = v99_rows + (int64_t)(m) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc[j] += x[j];
@@ -984,8 +1033,8 @@ static void backward_k11_gather_ewise_aggregate(void* const* B, const int64_t* c
   const int64_t* __restrict__ gp_usrc_inv = I[21];
   const int64_t* __restrict__ gm_usrc_inv = I[22];
   const int64_t n_usrc = rows[2];
-  const int64_t* __restrict__ ix_dst = I[10];
   real* __restrict__ v78 = (real*)B[42];
+  const int64_t* __restrict__ ix_dst = I[10];
   real* __restrict__ v32 = (real*)B[5];
   real* __restrict__ v100 = (real*)B[47];
   const int64_t count = n_usrc;
@@ -996,6 +1045,11 @@ static void backward_k11_gather_ewise_aggregate(void* const* B, const int64_t* c
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_usrc_inv[p];
+      if (p + 8 < gp_usrc_inv[count]) {
+        const int64_t mp = gm_usrc_inv[p + 8];
+        __builtin_prefetch(v78 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v32 + (int64_t)(mp) * 2);
+      }
       const real* x1 = v78 + (int64_t)(ix_dst[m]) * 6;
       const real* x2 = v32 + (int64_t)(m) * 2;
       real t3[6];
@@ -1094,6 +1148,10 @@ static void backward_k13_typed_linear_aggregate_scatter(void* const* B, const in
     for (int64_t p = gp_usrc_node[i]; p < gp_usrc_node[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_usrc_node[p];
+      if (p + 8 < gp_usrc_node[count]) {
+        const int64_t mp = gm_usrc_node[p + 8];
+        __builtin_prefetch(v103_rows + (int64_t)(mp) * 6);
+      }
       const real* x = v103_rows + (int64_t)(m) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc[j] += x[j];
@@ -1108,8 +1166,8 @@ static void backward_k14_gather_ewise_aggregate_reshape(void* const* B, const in
   const int64_t* __restrict__ gm_src = I[26];
   const int64_t n_node = rows[0];
   real* __restrict__ v91 = (real*)B[43];
-  const int64_t* __restrict__ ix_udst_inv = I[13];
   real* __restrict__ v56 = (real*)B[41];
+  const int64_t* __restrict__ ix_udst_inv = I[13];
   real* __restrict__ v115 = (real*)B[49];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -1119,6 +1177,11 @@ static void backward_k14_gather_ewise_aggregate_reshape(void* const* B, const in
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_src[p];
+      if (p + 8 < gp_src[count]) {
+        const int64_t mp = gm_src[p + 8];
+        __builtin_prefetch(v91 + (int64_t)(mp) * 2);
+        __builtin_prefetch(v56 + (int64_t)(ix_udst_inv[mp]) * 6);
+      }
       const real* x1 = v91 + (int64_t)(m) * 2;
       const real* x2 = v56 + (int64_t)(ix_udst_inv[m]) * 6;
       real t3[6];
@@ -1158,6 +1221,12 @@ static void backward_k15_reshape_aggregate(void* const* B, const int64_t* const*
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_ntype[p];
+      if (p + 8 < gp_ntype[count]) {
+        const int64_t mp = gm_ntype[p + 8];
+        __builtin_prefetch(v103 + (int64_t)(mp) * 6);
+        __builtin_prefetch(v99 + (int64_t)(mp) * 6);
+        __builtin_prefetch(v115 + (int64_t)(mp) * 6);
+      }
       const real* x1 = v103 + (int64_t)(m) * 6;
       const real* t2 = x1;
       const real* x4 = v99 + (int64_t)(m) * 6;

@@ -127,10 +127,10 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
   const int64_t* __restrict__ gm_dst = I[5];
   const int64_t n_node = rows[0];
   real* __restrict__ v18 = (real*)B[4];
-  const int64_t* __restrict__ ix_usrc_inv = I[6];
   real* __restrict__ v25 = (real*)B[9];
-  const int64_t* __restrict__ ix_udst_inv = I[7];
+  const int64_t* __restrict__ ix_usrc_inv = I[6];
   real* __restrict__ v28 = (real*)B[10];
+  const int64_t* __restrict__ ix_udst_inv = I[7];
   real* __restrict__ v23 = (real*)B[8];
   real* __restrict__ v13 = (real*)B[7];
   real* __restrict__ v19 = (real*)B[5];
@@ -145,6 +145,11 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v25 + (int64_t)(ix_usrc_inv[mp]) * 2);
+        __builtin_prefetch(v28 + (int64_t)(ix_udst_inv[mp]) * 2);
+      }
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 2;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 2;
       real t3[2];
@@ -165,6 +170,12 @@ static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* c
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v25 + (int64_t)(ix_usrc_inv[mp]) * 2);
+        __builtin_prefetch(v28 + (int64_t)(ix_udst_inv[mp]) * 2);
+        __builtin_prefetch(v23 + (int64_t)(ix_usrc_inv[mp]) * 6);
+      }
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 2;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 2;
       real t3[2];
@@ -358,14 +369,14 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
   const int64_t* __restrict__ gp_dst = I[4];
   const int64_t* __restrict__ gm_dst = I[5];
   const int64_t n_node = rows[0];
-  const int64_t* __restrict__ ix_usrc_inv = I[6];
   real* __restrict__ v23 = (real*)B[13];
-  const int64_t* __restrict__ ix_dst = I[7];
+  const int64_t* __restrict__ ix_usrc_inv = I[6];
   real* __restrict__ v30 = (real*)B[3];
+  const int64_t* __restrict__ ix_dst = I[7];
   real* __restrict__ v13 = (real*)B[2];
   real* __restrict__ v25 = (real*)B[14];
-  const int64_t* __restrict__ ix_udst_inv = I[8];
   real* __restrict__ v28 = (real*)B[15];
+  const int64_t* __restrict__ ix_udst_inv = I[8];
   real* __restrict__ v45 = (real*)B[16];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -375,6 +386,12 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v23 + (int64_t)(ix_usrc_inv[mp]) * 6);
+        __builtin_prefetch(v30 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v13 + (int64_t)(mp) * 2);
+      }
       const real* x5 = v23 + (int64_t)(ix_usrc_inv[m]) * 6;
       const real* t6 = x5;
       const real* x7 = v30 + (int64_t)(ix_dst[m]) * 6;
@@ -398,6 +415,14 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
     for (int64_t p = gp_dst[i]; p < gp_dst[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_dst[p];
+      if (p + 8 < gp_dst[count]) {
+        const int64_t mp = gm_dst[p + 8];
+        __builtin_prefetch(v25 + (int64_t)(ix_usrc_inv[mp]) * 2);
+        __builtin_prefetch(v28 + (int64_t)(ix_udst_inv[mp]) * 2);
+        __builtin_prefetch(v23 + (int64_t)(ix_usrc_inv[mp]) * 6);
+        __builtin_prefetch(v30 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v13 + (int64_t)(mp) * 2);
+      }
       const real* x1 = v25 + (int64_t)(ix_usrc_inv[m]) * 2;
       const real* x2 = v28 + (int64_t)(ix_udst_inv[m]) * 2;
       real t3[2];
@@ -451,6 +476,10 @@ static void backward_k5_aggregate(void* const* B, const int64_t* const* I, const
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_inv[p];
+      if (p + 8 < gp_udst_inv[count]) {
+        const int64_t mp = gm_udst_inv[p + 8];
+        __builtin_prefetch(v45 + (int64_t)(mp) * 2);
+      }
       const real* x1 = v45 + (int64_t)(m) * 2;
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) acc2[j] += x1[j];
@@ -542,6 +571,10 @@ static void backward_k7_typed_linear_aggregate_scatter(void* const* B, const int
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_node[p];
+      if (p + 8 < gp_udst_node[count]) {
+        const int64_t mp = gm_udst_node[p + 8];
+        __builtin_prefetch(v49_rows + (int64_t)(mp) * 6);
+      }
       const real* x = v49_rows + (int64_t)(m) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc[j] += x[j];
@@ -585,8 +618,8 @@ static void backward_k10_gather_ewise_reshape_aggregate(void* const* B, const in
   const int64_t* __restrict__ gp_usrc_inv = I[13];
   const int64_t* __restrict__ gm_usrc_inv = I[14];
   const int64_t n_usrc = rows[2];
-  const int64_t* __restrict__ ix_dst = I[7];
   real* __restrict__ v30 = (real*)B[3];
+  const int64_t* __restrict__ ix_dst = I[7];
   real* __restrict__ v13 = (real*)B[2];
   real* __restrict__ v45 = (real*)B[16];
   real* __restrict__ v52 = (real*)B[21];
@@ -601,6 +634,12 @@ static void backward_k10_gather_ewise_reshape_aggregate(void* const* B, const in
     for (int64_t p = gp_usrc_inv[i]; p < gp_usrc_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_usrc_inv[p];
+      if (p + 8 < gp_usrc_inv[count]) {
+        const int64_t mp = gm_usrc_inv[p + 8];
+        __builtin_prefetch(v30 + (int64_t)(ix_dst[mp]) * 6);
+        __builtin_prefetch(v13 + (int64_t)(mp) * 2);
+        __builtin_prefetch(v45 + (int64_t)(mp) * 2);
+      }
       const real* x1 = v30 + (int64_t)(ix_dst[m]) * 6;
       const real* x2 = v13 + (int64_t)(m) * 2;
       real t3[6];
@@ -793,6 +832,10 @@ static void backward_k15_typed_linear_aggregate_scatter(void* const* B, const in
     for (int64_t p = gp_usrc_node[i]; p < gp_usrc_node[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_usrc_node[p];
+      if (p + 8 < gp_usrc_node[count]) {
+        const int64_t mp = gm_usrc_node[p + 8];
+        __builtin_prefetch(v60_rows + (int64_t)(mp) * 6);
+      }
       const real* x = v60_rows + (int64_t)(m) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc[j] += x[j];

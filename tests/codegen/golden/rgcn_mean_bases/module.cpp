@@ -22,8 +22,8 @@ static void forward_k1_gather_aggregate(void* const* B, const int64_t* const* I,
   const int64_t* __restrict__ gp_udst_inv = I[0];
   const int64_t* __restrict__ gm_udst_inv = I[1];
   const int64_t n_udst = rows[3];
-  const int64_t* __restrict__ ix_src = I[2];
   real* __restrict__ v0 = (real*)B[0];
+  const int64_t* __restrict__ ix_src = I[2];
   real* __restrict__ v15 = (real*)B[6];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -33,6 +33,10 @@ static void forward_k1_gather_aggregate(void* const* B, const int64_t* const* I,
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_inv[p];
+      if (p + 8 < gp_udst_inv[count]) {
+        const int64_t mp = gm_udst_inv[p + 8];
+        __builtin_prefetch(v0 + (int64_t)(ix_src[mp]) * 6);
+      }
       const real* x1 = v0 + (int64_t)(ix_src[m]) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
@@ -95,6 +99,10 @@ static void forward_k2_typed_linear_ewise_aggregate_scatter(void* const* B, cons
     for (int64_t p = gp_udst_node[i]; p < gp_udst_node[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_udst_node[p];
+      if (p + 8 < gp_udst_node[count]) {
+        const int64_t mp = gm_udst_node[p + 8];
+        __builtin_prefetch(v18_rows + (int64_t)(mp) * 4);
+      }
       const real* x = v18_rows + (int64_t)(m) * 4;
       #pragma omp simd
       for (int64_t j = 0; j < 4; ++j) acc[j] += x[j];
@@ -308,8 +316,8 @@ static void backward_k5_gather_aggregate(void* const* B, const int64_t* const* I
   const int64_t* __restrict__ gp_src = I[2];
   const int64_t* __restrict__ gm_src = I[3];
   const int64_t n_node = rows[0];
-  const int64_t* __restrict__ ix_udst_inv = I[4];
   real* __restrict__ v27 = (real*)B[15];
+  const int64_t* __restrict__ ix_udst_inv = I[4];
   real* __restrict__ v30 = (real*)B[17];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -319,6 +327,10 @@ static void backward_k5_gather_aggregate(void* const* B, const int64_t* const* I
     for (int64_t p = gp_src[i]; p < gp_src[i + 1]; ++p) {
       asm volatile("");
       const int64_t m = gm_src[p];
+      if (p + 8 < gp_src[count]) {
+        const int64_t mp = gm_src[p + 8];
+        __builtin_prefetch(v27 + (int64_t)(ix_udst_inv[mp]) * 6);
+      }
       const real* x1 = v27 + (int64_t)(ix_udst_inv[m]) * 6;
       #pragma omp simd
       for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
