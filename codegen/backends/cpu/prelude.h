@@ -286,10 +286,12 @@ static inline void gc_outer(int64_t count, const T* const* a, const T* const* b,
                             T* out, int64_t K, int64_t N, bool transposed, bool add) {
   constexpr int KR = 4;
   constexpr int NR = 128 / (int)sizeof(T);
-  for (int64_t kq = k0; kq < k1; kq += KR) {
-    const int kr = (int)std::min<int64_t>(KR, k1 - kq);
-    for (int64_t j0 = 0; j0 < N; j0 += NR) {
-      const int nr = (int)std::min<int64_t>(NR, N - j0);
+  // columns outer: one column strip of the chunk's b rows (count x 128 bytes) stays in L1 while
+  // every weight-row tile reads it (rows first re-read the whole chunk from L2 per tile)
+  for (int64_t j0 = 0; j0 < N; j0 += NR) {
+    const int nr = (int)std::min<int64_t>(NR, N - j0);
+    for (int64_t kq = k0; kq < k1; kq += KR) {
+      const int kr = (int)std::min<int64_t>(KR, k1 - kq);
       if (kr == KR && nr == NR)
         gc_outer_full<T, KR, NR>(count, a, b, kq, j0, out, K, N, transposed, add);
       else
