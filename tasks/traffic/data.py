@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from graphcore.datasets.traffic import (LOS_LOOP, TrafficSeries, WindowSplit, ZScore, day_of_week, load_traffic,
                                         resolve_dataset, split_windows, time_of_day)
 from graphcore.tasks.cli_errors import UsageError
+from graphcore.tasks.traffic.baselines import SeasonalPrior, fit_seasonal_prior
 
 
 def default_windows(interval_minutes: float) -> tuple[int, int]:
@@ -113,6 +114,7 @@ class TrafficDataModule(L.LightningDataModule):
         self.scaler: ZScore | None = None
         self.inputs: Tensor | None = None
         self.targets: Tensor | None = None
+        self._priors: dict[tuple[int, int | None], SeasonalPrior] = {}
 
     def setup(self, stage: str | None = None) -> None:
         """Load, split and scale once; later calls are no-ops."""
@@ -139,6 +141,16 @@ class TrafficDataModule(L.LightningDataModule):
         self.series, self.windows, self.scaler = series, windows, scaler
         self.inputs = torch.from_numpy(np.concatenate(features, axis=-1).astype(np.float32))
         self.targets = torch.from_numpy(series.speed)
+
+    def seasonal_prior(self, n_types: int = 2, smoothing: int | None = None) -> SeasonalPrior:
+        """:func:`~tasks.traffic.baselines.fit_seasonal_prior` on the training split, fitted once per
+        ``(n_types, smoothing)``: the model's base (built in ``configure_model``) and the test
+        floor of the same settings share one fit, which tries every smoothing width on validation."""
+        self.setup()
+        key = (n_types, smoothing)
+        if key not in self._priors:
+            self._priors[key] = fit_seasonal_prior(self.series, self.windows, n_types, smoothing)
+        return self._priors[key]
 
     @property
     def input_len(self) -> int:

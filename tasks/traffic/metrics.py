@@ -40,7 +40,8 @@ def masked_mae_loss(pred: Tensor, target: Tensor, null_value: float | None = 0.0
     count = int(mask.sum())
     if count == 0:
         return (pred * 0.0).sum(), 0
-    return (pred - target).abs()[mask].mean(), count
+    # a masked sum, not pred[mask]: boolean indexing gathers a copy and scatters its gradient back
+    return torch.where(mask, (pred - target).abs(), 0.0).sum() / count, count
 
 
 class MaskedHorizonErrors(Metric):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from graphcore.tasks.cli_errors import UsageError
 from graphcore.tasks.traffic.adjacency import check_mode
-from graphcore.tasks.traffic.baselines import fit_seasonal_prior, floor_errors
+from graphcore.tasks.traffic.baselines import floor_errors
 from graphcore.tasks.traffic.data import TrafficDataModule
 from graphcore.tasks.traffic.metrics import MaskedHorizonErrors, horizon_report, masked_mae_loss
 from graphcore.tasks.traffic.model import VirtualNodeSTGCN
@@ -83,7 +83,7 @@ class TrafficForecaster(L.LightningModule):
             if not dhp.time_of_day:
                 raise UsageError("seasonal_prior needs the time-of-day input channel: set data.time_of_day=true "
                                  "or model.seasonal_prior=false")
-            prior = fit_seasonal_prior(data.series, data.windows, 2 if dhp.day_of_week else 1, hp.profile_smoothing)
+            prior = data.seasonal_prior(2 if dhp.day_of_week else 1, hp.profile_smoothing)
             seasonal = torch.from_numpy(data.scaler.transform(prior.profile))
             decay = torch.from_numpy(prior.decay)
             bounds = torch.from_numpy(data.scaler.transform(prior.bounds))
@@ -150,7 +150,7 @@ class TrafficForecaster(L.LightningModule):
         interval = data.series.interval_minutes if isinstance(data, TrafficDataModule) else 5.0
         columns = {"model": errors}
         if isinstance(data, TrafficDataModule):
-            columns.update(floor_errors(data.series, data.windows, "test"))
+            columns.update(floor_errors(data.series, data.windows, "test", data.seasonal_prior()))
         reports = {name: horizon_report(e, interval) for name, e in columns.items()}
         for row, values in reports["model"].items():
             key = row.split(" (")[0].replace(" ", "_")

@@ -82,7 +82,7 @@ def plot(*, ckpt_path: str, out_dir: str | None = None, compare_ckpt_path: str |
         models[describe(other) + " (compare)"] = (other, forecast(other, other_data)[1])
     curves = {name: (minutes, e.compute()["mae"].numpy(), None) for name, (_, e) in models.items()}
     curves.update({name: (minutes, e.compute()["mae"].numpy(), None)
-                   for name, e in floor_errors(series, windows, "test").items()})
+                   for name, e in floor_errors(series, windows, "test", data.seasonal_prior()).items()})
     written.append(plot_error_vs_horizon({"test split": curves}, out / "traffic_error_vs_horizon.png",
                                          f"masked MAE ({series.unit})"))
 

@@ -59,3 +59,20 @@ def test_horizon_report_rows_and_bad_input():
         errors.update(torch.zeros(1, 12, 1), torch.zeros(1, 12, 1))
     with pytest.raises(ValueError, match="outside 1..24"):
         errors.summary(0, 30)
+
+
+@pytest.mark.parametrize("null_value", [0.0, None])
+def test_masked_loss_and_its_gradient_equal_the_mean_over_observed_entries(null_value):
+    torch.manual_seed(0)
+    target = torch.rand(4, 6, 9) * 60
+    target[torch.rand(target.shape) < 0.3] = 0.0
+    pred = (torch.rand(4, 6, 9) * 60).requires_grad_()
+    loss, count = masked_mae_loss(pred, target, null_value)
+    loss.backward()
+    reference = pred.detach().clone().requires_grad_()
+    mask = target != 0 if null_value == 0.0 else torch.ones_like(target, dtype=torch.bool)
+    expected = (reference - target).abs()[mask].mean()
+    expected.backward()
+    assert count == int(mask.sum())
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(pred.grad, reference.grad)

@@ -1,12 +1,15 @@
 """The seasonal prior: median day-type profiles, the robust anomaly decay, the width chosen on
 validation, and the model's base equal to the numpy forecast."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from graphcore.datasets.traffic import TrafficSeries, split_windows
-from graphcore.tasks.traffic.baselines import (anomaly_decay, daily_profile, fit_seasonal_prior, floor_errors,
-                                     seasonal_forecast, slots_of_day, training_bounds)
+from graphcore.tasks.traffic import baselines
+from graphcore.tasks.traffic.baselines import (anomaly_decay, daily_profile, day_types, fit_seasonal_prior, floor_errors,
+                                               nan_median, seasonal_forecast, slots_of_day, training_bounds)
 from graphcore.tasks.traffic.model import SeasonalBase
 from graphcore.tasks.traffic.module import TrafficForecaster
 
@@ -131,10 +134,11 @@ def test_model_base_is_the_prior_and_the_prior_beats_both_floors(los_loop):
     dataset = los_loop.dataset("test")
     x = torch.stack([dataset[i][0] for i in range(len(dataset))])
     base = (model.net.base(x) * model.scale[1] + model.scale[0]).numpy()
-    prior = fit_seasonal_prior(los_loop.series, los_loop.windows)
+    prior = los_loop.seasonal_prior()
     expected = seasonal_forecast(los_loop.series, los_loop.windows, "test", prior)
     np.testing.assert_allclose(base, expected, atol=1e-3)
-    mae = {name: e.compute()["mae"][11].item() for name, e in floor_errors(los_loop.series, los_loop.windows).items()}
+    floors = floor_errors(los_loop.series, los_loop.windows, "test", prior)
+    mae = {name: e.compute()["mae"][11].item() for name, e in floors.items()}
     assert mae["seasonal prior"] < 0.75 * mae["persistence"] and mae["seasonal prior"] < 0.8 * mae["time-of-day mean"]
 
 
@@ -145,3 +149,74 @@ def test_prior_settings_reach_the_fit(los_loop):
     assert plain.smoothing == 3 and plain.profile.shape[0] == 1 and np.isinf(plain.bounds).all()
     np.testing.assert_array_equal(plain.profile, daily_profile(series, windows, 1, 3, "mean"))
     np.testing.assert_array_equal(plain.decay, anomaly_decay(series, windows, plain.profile, iterations=0))
+
+
+def loop_daily_profile(series: TrafficSeries, split, n_types: int, smoothing: int, statistic: str) -> np.ndarray:
+    """The profile as first written: numpy's nan-reductions slot by slot (the reference of the vectorised one)."""
+    reduce = np.nanmedian if statistic == "median" else np.nanmean
+    slot, per_day = slots_of_day(series)
+    train = slice(0, split.train_input_steps)
+    dates = series.timestamps[train].astype("datetime64[D]")
+    day = (dates - dates[0]).astype(np.int64)
+    readings = np.full((day[-1] + 1, per_day, series.num_nodes), np.nan, dtype=np.float32)
+    readings[day, slot[train]] = np.where(series.mask[train], series.speed[train], np.nan)
+    kind_of_day = np.zeros(len(readings), np.int64)
+    kind_of_day[day] = day_types(series, n_types)[train]
+    groups = [readings[kind_of_day == kind] for kind in range(n_types)] + [readings]
+    window = np.arange(-(smoothing // 2), smoothing // 2 + 1)
+    profile = np.full((n_types + 1, per_day, series.num_nodes), np.nan, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for s in range(per_day):
+            for g, values in enumerate(groups):
+                if len(values):
+                    profile[g, s] = reduce(values[:, (s + window) % per_day].reshape(-1, series.num_nodes), axis=0)
+        sensor = reduce(readings.reshape(-1, series.num_nodes), axis=0)
+    all_days = np.where(np.isnan(profile[-1]), np.nan_to_num(sensor), profile[-1])
+    return np.where(np.isnan(profile[:-1]), all_days, profile[:-1]).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape, axis", [((7, 5), 0), ((4, 6, 9), -1), ((3, 8, 2), 1), ((1, 4), 0)])
+def test_nan_median_equals_numpy_with_even_odd_and_empty_columns(shape, axis):
+    rng = np.random.default_rng(sum(shape))
+    values = rng.normal(50, 10, shape).astype(np.float32)
+    values[rng.random(shape) < 0.4] = np.nan
+    np.moveaxis(values, axis, 0)[:, 0] = np.nan                         # one column without any number
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(values, axis=axis)
+    result = nan_median(values, axis=axis)
+    assert result.dtype == np.float32 and result.shape == expected.shape
+    np.testing.assert_allclose(result, expected, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("statistic", ["median", "mean"])
+@pytest.mark.parametrize("n_types, smoothing, pooled", [(1, 1, None), (2, 3, None), (2, 7, None), (2, 7, 500)])
+def test_vectorised_profile_equals_the_slot_by_slot_reference(statistic, n_types, smoothing, pooled, monkeypatch):
+    """Random half-hourly readings over 9 days with 30 % missing, a sensor never observed and a
+    slot missing on every training weekend: every fallback of the profile is exercised
+    (``pooled``: a small POOLED_READINGS, so the slots are reduced in blocks of a few)."""
+    if pooled is not None:
+        monkeypatch.setattr(baselines, "POOLED_READINGS", pooled)
+    rng = np.random.default_rng(n_types * 10 + smoothing)
+    speed = rng.normal(50, 12, (9 * 48, 6)).clip(1, None)
+    speed[rng.random(speed.shape) < 0.3] = 0.0
+    speed[:, 4] = 0.0
+    series = series_of(speed, minutes=30)
+    weekend = day_types(series, 2) == 1
+    slot, _ = slots_of_day(series)
+    speed[weekend & (slot == 20)] = 0.0
+    split = split_windows(series.num_steps, 4, 2, (0.8, 0.1, 0.1))
+    profile = daily_profile(series, split, n_types, smoothing, statistic)
+    expected = loop_daily_profile(series, split, n_types, smoothing, statistic)
+    assert profile.shape == (n_types, 48, 6) and not np.isnan(profile).any()
+    np.testing.assert_allclose(profile, expected, rtol=1e-6)
+
+
+def test_datamodule_fits_the_prior_once_and_the_test_floor_reuses_it(los_loop):
+    prior = los_loop.seasonal_prior()
+    assert los_loop.seasonal_prior() is prior and los_loop.seasonal_prior(2, 15) is not prior
+    reused = floor_errors(los_loop.series, los_loop.windows, "test", prior)["seasonal prior"].compute()
+    refitted = floor_errors(los_loop.series, los_loop.windows, "test")["seasonal prior"].compute()
+    for name in ("mae", "rmse"):
+        torch.testing.assert_close(reused[name], refitted[name])
