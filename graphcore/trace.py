@@ -418,7 +418,7 @@ class Tracer:
         return self._reshape(x, lambda t: t.view(t.size(0), heads, t.size(1) // heads))
 
     def _op_merge_heads(self, x):
-        return self._reshape(x, lambda t: t.reshape(t.size(0), -1))
+        return self._reshape(x, lambda t: t.flatten(1))  # (reshape(n, -1) fails on zero rows)
 
     def _op_combine_bases(self, coeff, basis):
         return self.emit(OpKind.WEIGHT_MATMUL, (self.as_value(coeff, Domain.ETYPE), self.as_value(basis)),

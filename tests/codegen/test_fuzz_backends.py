@@ -315,3 +315,9 @@ def test_regression_reorder_folds_no_untyped_weight_into_typed_ones():
     check([("linear", 0, 0, 0), ("typed_linear", 0, 3, 0), ("linear", 1, 4, 6), ("linear", 6, 6, 6),
            ("typed_linear", 3, 3, 1), ("merge_heads", 1, 2, 0), ("edge_data", 7, 0, 7), ("unary", 7, 4, 0),
            ("scale", 6, 4, 4)], (g,), in_channels=4, seed=890)
+
+
+def test_regression_merge_heads_of_zero_rows_traces():
+    """merge_heads(split_heads(per-relation rows)) on a graph without edges: the tracer's shape
+    inference reshaped zero rows to [0, -1], which torch refuses as ambiguous."""
+    check([("gather_param", 0, 1, 1), ("split_heads", 0, 0, 0), ("merge_heads", 0, 0, 0)], (empty_graph(),))
