@@ -124,15 +124,14 @@ def seed_outputs(layers, g, x, trim: bool):
     """The seeds' outputs of 2 layers with a ReLU between (``layers``: callables ``(graph, x)``).
     ``trim``: layer ``l`` of ``L`` on ``g.trimmed(L - l)`` (PyG's ``trim_to_layer``), so the last
     layer runs for the seeds' first hop; otherwise every layer on the whole batch."""
-    graph, h = g, x
+    if trim:
+        return g.seed_outputs(layers, x, torch.relu)
+    h = x
     for i, layer in enumerate(layers):
-        if trim:
-            hops = len(layers) - i
-            h, graph = graph.trim_rows(h, hops), graph.trimmed(hops)
-        h = layer(graph, h)
+        h = layer(g, h)
         if i < len(layers) - 1:
             h = h.relu()
-    return h.index_select(0, graph.seed_index)
+    return h.index_select(0, g.seed_index)
 
 
 def warm_layout(g) -> None:

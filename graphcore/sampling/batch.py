@@ -7,7 +7,7 @@ is built per step.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -83,6 +83,20 @@ class SampledGraph(HeteroGraph):
                 x={t: v[:nodes[t]] for t, v in self.x.items()} or None,
                 edge_data={n: {r: v[:edges[r]] for r, v in f.items()} for n, f in self.edge_data.items()} or None)
         return self._trimmed[hops]
+
+    def seed_outputs(self, layers: Sequence[Callable[[HeteroGraph, Tensor], Tensor]], x: Tensor,
+                     between: Callable[[Tensor], Tensor]) -> Tensor:
+        """The seeds' rows of ``layers`` applied in turn to ``x`` (one row per node of this batch),
+        ``between`` after every layer but the last; layer ``l`` of ``L`` runs on
+        :meth:`trimmed(L - l) <trimmed>`, so the last one computes the seeds' first hop alone."""
+        graph, h = self, x
+        for i, layer in enumerate(layers):
+            hops = len(layers) - i
+            h, graph = graph.trim_rows(h, hops), graph.trimmed(hops)
+            h = layer(graph, h)
+            if i < len(layers) - 1:
+                h = between(h)
+        return h.index_select(0, graph.seed_index)
 
     def trim_rows(self, x: Tensor, hops: int) -> Tensor:
         """The rows of ``x`` (one per node of this batch, stacked) of the nodes of

@@ -180,15 +180,8 @@ class RGNN(nn.Module):
         if (g.num_hops or 0) < len(layers):
             raise ValueError(f"RGNN.seed_logits: the batch was sampled with {g.num_hops} hops, the model has "
                              f"{len(layers)} layers")
-        h, graph = self.input(g), g
-        for i, layer in enumerate(layers):
-            hops = len(layers) - i
-            h = graph.trim_rows(h, hops)
-            graph = graph.trimmed(hops)
-            h = layer(graph, h)
-            if i < len(layers) - 1:
-                h = ops.unary("dropout", ops.unary("relu", h), p=self.stack.dropout, training=self.stack.training)
-        return h.index_select(0, graph.seed_index)
+        return g.seed_outputs(layers, self.input(g), lambda h: ops.unary(
+            "dropout", ops.unary("relu", h), p=self.stack.dropout, training=self.stack.training))
 
     def layerwise(self, g: HeteroGraph, index: Tensor, chunk_size: int = 8192) -> Tensor:
         r"""``[len(index), num_classes]`` logits of the nodes ``index`` (global ids of the full graph
