@@ -28,6 +28,7 @@ from graphcore import ops
 from graphcore.codegen import backends
 from graphcore.codegen.driver.plan import Plan, build_plan
 from graphcore.codegen.driver.runner import PlanRunner
+from graphcore.huge_pages import enable_huge_pages
 from graphcore.codegen.errors import CompileError, GraphError
 from graphcore.codegen.ir.program import Program
 from graphcore.codegen.passes.context import GraphStats
@@ -432,6 +433,7 @@ def compile(model: nn.Module, *, backend: str = "auto", passes: list[str] | None
     if passes is not None:
         resolve_passes(passes)  # an unknown name fails here, not on the first call
     backends.resolve(backend, "cpu")
+    enable_huge_pages()
     if dump_dir is None:
         dump_dir = os.environ.get("GRAPHCORE_DUMP_DIR") or None
     from graphcore.pyg import frontend
