@@ -73,11 +73,15 @@ def test_emulated_cuda_equals_reference_on_real_graphs(name, model):
 
 
 def test_float32_agrees_with_reference():
+    """fp32 within rounding. The emulated kernels sum the parameter gradients over AIFB's edges
+    in another order than the reference, so elements near zero next to gradients of ~150 differ
+    by up to 2.8e-5 (seeds 0-11; atol 1e-5 failed on most of them). The seed fixes the input."""
+    torch.manual_seed(0)
     g = hetero.load("aifb").graph.add_reverse_edges()
     model = real_graph_models(g, 16)["rgat"].float()
     x = torch.randn(g.num_nodes(), 16, dtype=torch.float32)
     probe = probe_for(model, g, x)
-    assert_agree(run(model, g, x, probe), run(model, g, x, probe, "torch"), rtol=1e-4, atol=1e-5)
+    assert_agree(run(model, g, x, probe), run(model, g, x, probe, "torch"), rtol=1e-4, atol=1e-4)
 
 
 def kernels_with_atomics(source: str) -> dict[str, bool]:
