@@ -62,9 +62,109 @@ extern "C" int64_t gc_runs(const int64_t* keys, const int64_t* order, int64_t n,
     starts[u + 1] = n;
     return u + 1;
 }
+
+// The canonical edge order of R relations in one pass per relation (relations in parallel):
+// relation r's edges (srcs[r][i], dsts[r][i]), i < counts[r], local ids, stably sorted by
+// destination, relation after relation. A counting sort per relation needs counts only over
+// its destination type (at ogbn-mag's size at most 1.1 M, against 15.5 M (relation, node) keys
+// for all relations at once), and writes the global ids and the input position (perm) in the
+// same scatter. Returns 0, or r + 1 for a relation with an id outside its types.
+extern "C" int64_t gc_relation_sort(int64_t R, const int64_t* const* srcs, const int64_t* const* dsts,
+                                    const int64_t* counts, const int64_t* src_offset, const int64_t* src_count,
+                                    const int64_t* dst_offset, const int64_t* dst_count, int threads,
+                                    int64_t* out_src, int64_t* out_dst, int64_t* perm) {
+    std::vector<int64_t> base(R + 1, 0), bad(R, 0);
+    for (int64_t r = 0; r < R; ++r) base[r + 1] = base[r] + counts[r];
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t r = 0; r < R; ++r) {
+        const int64_t* src = srcs[r];
+        const int64_t* dst = dsts[r];
+        const uint64_t ns = (uint64_t)src_count[r], nd = (uint64_t)dst_count[r];
+        std::vector<int64_t> next(nd + 1, 0);
+        for (int64_t i = 0; i < counts[r]; ++i) {
+            if ((uint64_t)src[i] >= ns || (uint64_t)dst[i] >= nd) { bad[r] = 1; break; }
+            ++next[dst[i] + 1];
+        }
+        if (bad[r]) continue;
+        next[0] = base[r];
+        for (uint64_t k = 0; k < nd; ++k) next[k + 1] += next[k];
+        for (int64_t i = 0; i < counts[r]; ++i) {
+            const int64_t p = next[dst[i]]++;
+            out_src[p] = src[i] + src_offset[r];
+            out_dst[p] = dst[i] + dst_offset[r];
+            perm[p] = base[r] + i;
+        }
+    }
+    for (int64_t r = 0; r < R; ++r) if (bad[r]) return r + 1;
+    return 0;
+}
+
+// Distinct (relation, node) pairs of edges grouped by relation (relation r's edges at
+// [rel_ptr[r], rel_ptr[r + 1]), node ids keys[e] - offset[r] in [0, count[r])), in two passes:
+// gc_pairs_count finds how many pairs each relation has (so the caller allocates exact sizes),
+// gc_pairs_fill writes them. Both return 0, or r + 1 for a relation with a key outside its range.
+extern "C" int64_t gc_pairs_count(int64_t R, const int64_t* rel_ptr, const int64_t* keys, const int64_t* offset,
+                                  const int64_t* count, int threads, int64_t* num_pairs) {
+    std::vector<int64_t> bad(R, 0);
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t r = 0; r < R; ++r) {
+        const uint64_t n = (uint64_t)count[r];
+        std::vector<uint8_t> seen(n, 0);
+        int64_t distinct = 0;
+        for (int64_t e = rel_ptr[r]; e < rel_ptr[r + 1]; ++e) {
+            const uint64_t k = (uint64_t)(keys[e] - offset[r]);
+            if (k >= n) { bad[r] = 1; break; }
+            distinct += !seen[k];
+            seen[k] = 1;
+        }
+        num_pairs[r] = distinct;
+    }
+    for (int64_t r = 0; r < R; ++r) if (bad[r]) return r + 1;
+    return 0;
+}
+
+// The pairs of relation r are pair_ptr[r] .. pair_ptr[r + 1] - 1, by ascending node: node
+// (global id), etype, starts[u] (first position of pair u's edges in the grouped order; the
+// caller's starts has U + 1 entries and ends with E), inverse[e] (each edge's pair) and, when
+// order is not null, order (edge positions grouped by pair, ascending inside each pair).
+extern "C" int64_t gc_pairs_fill(int64_t R, const int64_t* rel_ptr, const int64_t* keys, const int64_t* offset,
+                                 const int64_t* count, const int64_t* pair_ptr, int threads, int64_t* node,
+                                 int64_t* etype, int64_t* starts, int64_t* inverse, int64_t* order) {
+    std::vector<int64_t> bad(R, 0);
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t r = 0; r < R; ++r) {
+        const uint64_t n = (uint64_t)count[r];
+        std::vector<int64_t> next(n, 0), pair(n, 0);
+        for (int64_t e = rel_ptr[r]; e < rel_ptr[r + 1]; ++e) {
+            const uint64_t k = (uint64_t)(keys[e] - offset[r]);
+            if (k >= n) { bad[r] = 1; break; }
+            ++next[k];
+        }
+        if (bad[r]) continue;
+        int64_t u = pair_ptr[r], position = rel_ptr[r];
+        for (uint64_t k = 0; k < n; ++k) {
+            if (!next[k]) continue;
+            node[u] = (int64_t)k + offset[r];
+            etype[u] = r;
+            starts[u] = position;
+            pair[k] = u++;
+            const int64_t edges = next[k];
+            next[k] = position;
+            position += edges;
+        }
+        for (int64_t e = rel_ptr[r]; e < rel_ptr[r + 1]; ++e) {
+            const int64_t k = keys[e] - offset[r];
+            inverse[e] = pair[k];
+            if (order) order[next[k]++] = e;
+        }
+    }
+    for (int64_t r = 0; r < R; ++r) if (bad[r]) return r + 1;
+    starts[pair_ptr[R]] = rel_ptr[R];
+    return 0;
+}
 """
-_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++17")
-_ABI = 2
+_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++17", "-fopenmp")
+_ABI = 4
 # Counting sort pays O(num_keys) memory and time: beyond this many keys per row (plus a slack that
 # lets a sparse key space through when the rows are many), sort instead.
 _MAX_KEYS_PER_ROW = 4
@@ -86,13 +186,122 @@ def _native() -> _Native | None:
     walk.restype = ctypes.c_int64
     walk.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                      ctypes.c_void_p)
-    return _Native(fn, walk)
+    functions = {"group_by": fn, "runs": walk}
+    ptr, i64, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for name, argtypes in (("relation_sort", (i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, threads, ptr, ptr, ptr)),
+                           ("pairs_count", (i64, ptr, ptr, ptr, ptr, threads, ptr)),
+                           ("pairs_fill", (i64, ptr, ptr, ptr, ptr, ptr, threads, ptr, ptr, ptr, ptr, ptr))):
+        functions[name] = getattr(lib, f"gc_{name}")
+        functions[name].restype, functions[name].argtypes = i64, argtypes
+    return _Native(**functions)
 
 
 @dataclass(frozen=True)
 class _Native:
     group_by: Callable
     runs: Callable
+    relation_sort: Callable
+    pairs_count: Callable
+    pairs_fill: Callable
+
+
+class RelationRangeError(ValueError):
+    """A relation's node id outside its node type's range, found by the native layout passes
+    (which would otherwise write out of bounds); ``relation`` is the relation's index."""
+
+    def __init__(self, relation: int):
+        super().__init__(f"relation {relation} has a node id outside its node type's range")
+        self.relation = relation
+
+
+def _int64(values) -> Tensor:
+    return torch.as_tensor(values, dtype=torch.int64).contiguous()
+
+
+def _native_for(rows: int, device: torch.device) -> _Native | None:
+    """The native functions where they pay (CPU tensors, enough rows), else None."""
+    return _native() if device.type == "cpu" and rows >= _MIN_NATIVE_ROWS else None
+
+
+def relation_sort(edges: list[tuple[Tensor, Tensor]], src_offset: list[int], src_count: list[int],
+                  dst_offset: list[int], dst_count: list[int]) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The canonical edge order (:mod:`graphcore.layouts`) of per-relation ``(src, dst)`` local ids:
+    ``(src, dst, perm)``, global ids stably sorted by ``(relation, dst)``, ``perm`` the position
+    in the relation-by-relation input. One native counting sort per relation (relations
+    in parallel on torch's threads): at ogbn-mag's size this replaced a concatenation, key
+    arithmetic, one 15.5 M-key sort and three 42 M-row gathers (about 6.8 s on one thread).
+    None where the native path does not apply (GPU tensors, few edges, no compiler): the caller
+    sorts with torch.
+
+    Raises:
+        RelationRangeError: a node id outside its type's range.
+    """
+    total = sum(int(src.numel()) for src, _ in edges)
+    device = edges[0][0].device if edges else torch.device("cpu")
+    fn = _native_for(total, device)
+    if fn is None:
+        return None
+    columns = [(src.to(torch.int64).contiguous(), dst.to(torch.int64).contiguous()) for src, dst in edges]
+    src_ptrs = (ctypes.c_void_p * len(columns))(*(src.data_ptr() for src, _ in columns))
+    dst_ptrs = (ctypes.c_void_p * len(columns))(*(dst.data_ptr() for _, dst in columns))
+    counts = _int64([src.numel() for src, _ in columns])
+    meta = [_int64(v) for v in (src_offset, src_count, dst_offset, dst_count)]
+    src, dst, perm = (torch.empty(total, dtype=torch.int64) for _ in range(3))
+    status = fn.relation_sort(len(columns), src_ptrs, dst_ptrs, counts.data_ptr(), *(m.data_ptr() for m in meta),
+                              torch.get_num_threads(), src.data_ptr(), dst.data_ptr(), perm.data_ptr())
+    if status:
+        raise RelationRangeError(status - 1)
+    return src, dst, perm
+
+
+def relation_pair_counts(rel_ptr: Tensor, keys: Tensor, offset: list[int], count: list[int]) -> Tensor | None:
+    """``[R]`` number of distinct pairs of each relation in :func:`relation_pairs`, without
+    building them (one byte per node of the relation's type); None where the native path does not apply.
+
+    Raises:
+        RelationRangeError: a key outside its relation's range.
+    """
+    fn = _native_for(keys.numel(), keys.device)
+    if fn is None:
+        return None
+    num_relations = rel_ptr.numel() - 1
+    rel_ptr, keys, offset, count = _int64(rel_ptr), _int64(keys), _int64(offset), _int64(count)
+    num_pairs = torch.zeros(num_relations, dtype=torch.int64)
+    status = fn.pairs_count(num_relations, rel_ptr.data_ptr(), keys.data_ptr(), offset.data_ptr(), count.data_ptr(),
+                            torch.get_num_threads(), num_pairs.data_ptr())
+    if status:
+        raise RelationRangeError(status - 1)
+    return num_pairs
+
+
+def relation_pairs(rel_ptr: Tensor, keys: Tensor, offset: list[int], count: list[int], with_order: bool
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None] | None:
+    """The distinct ``(relation, node)`` pairs of edges grouped by relation (``rel_ptr``), node ids
+    ``keys[e] - offset[r]`` in ``[0, count[r])``: ``(node [U], etype [U], starts [U + 1], inverse
+    [E], order [E] or None)``, equal to :func:`runs` over :func:`group_by` of ``etype * N + keys``
+    (``order`` that grouping, when ``with_order``). Per relation with counts over its own node
+    type only, exact-size outputs (:func:`runs` slices ``E``-row buffers). None where the native
+    path does not apply.
+
+    Raises:
+        RelationRangeError: a key outside its relation's range.
+    """
+    num_pairs = relation_pair_counts(rel_ptr, keys, offset, count)
+    if num_pairs is None:
+        return None
+    fn, threads, num_relations = _native(), torch.get_num_threads(), rel_ptr.numel() - 1
+    rel_ptr, keys, offset, count = _int64(rel_ptr), _int64(keys), _int64(offset), _int64(count)
+    pair_ptr = torch.zeros(num_relations + 1, dtype=torch.int64)
+    torch.cumsum(num_pairs, 0, out=pair_ptr[1:])
+    pairs, edges = int(pair_ptr[-1]), keys.numel()
+    node, etype, starts = (torch.empty(pairs, dtype=torch.int64), torch.empty(pairs, dtype=torch.int64),
+                           torch.empty(pairs + 1, dtype=torch.int64))
+    inverse = torch.empty(edges, dtype=torch.int64)
+    order = torch.empty(edges, dtype=torch.int64) if with_order else None
+    fn.pairs_fill(num_relations, rel_ptr.data_ptr(), keys.data_ptr(), offset.data_ptr(), count.data_ptr(),
+                  pair_ptr.data_ptr(), threads, node.data_ptr(), etype.data_ptr(), starts.data_ptr(),
+                  inverse.data_ptr(), None if order is None else order.data_ptr())
+    return node, etype, starts, inverse, order
 
 
 def group_by(keys: Tensor, num_keys: int) -> Tensor:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from graphcore.codegen.errors import GraphError
 from graphcore.codegen.ir.values import Domain
-from graphcore.grouping import group_by, runs
+from graphcore.grouping import RelationRangeError, group_by, relation_pair_counts, relation_pairs, relation_sort, runs
 
 if TYPE_CHECKING:
     from graphcore.graph import HeteroGraph
@@ -78,6 +78,7 @@ class Layout:
         self.num_node_types = graph.num_node_types
         self.device = graph.device
         self._group_csr: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
+        self._pair_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ nodes
     @cached_property
@@ -108,22 +109,29 @@ class Layout:
 
     # ------------------------------------------------------------------ canonical edges
     @cached_property
-    def _canonical(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _canonical(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(src, dst, perm)`` of the canonical order; the relation ids follow from :attr:`rel_ptr`."""
         offsets = self.node_offsets.tolist()
         types = {t: i for i, t in enumerate(self.graph.node_types)}
-        srcs, dsts, etypes = [], [], []
-        for r, (s, _, d) in enumerate(self.graph.relations):
-            index = self.graph.edge_index((s, _, d))
-            srcs.append(index[0] + offsets[types[s]])
-            dsts.append(index[1] + offsets[types[d]])
-            etypes.append(torch.full((index.size(1),), r, dtype=torch.int64, device=self.device))
+        ends = [(types[s], types[d]) for s, _, d in self.graph.relations]
+        counts = self.node_offsets.diff().tolist()
+        try:
+            native = relation_sort([tuple(self.graph.edge_index(r)) for r in self.graph.relations],
+                                   [offsets[s] for s, _ in ends], [counts[s] for s, _ in ends],
+                                   [offsets[d] for _, d in ends], [counts[d] for _, d in ends])
+        except RelationRangeError as err:
+            raise GraphError(f"relation {self.graph.relations[err.relation]} has a node id outside its node "
+                             "types' range") from err
+        if native is not None:
+            return native
         empty = torch.zeros(0, dtype=torch.int64, device=self.device)
-        src = torch.cat(srcs) if srcs else empty
-        dst = torch.cat(dsts) if dsts else empty
-        etype = torch.cat(etypes) if etypes else empty
+        src = torch.cat([self.graph.edge_index(r)[0] + offsets[s] for r, (s, _) in zip(self.graph.relations, ends)]
+                        ) if ends else empty
+        dst = torch.cat([self.graph.edge_index(r)[1] + offsets[d] for r, (_, d) in zip(self.graph.relations, ends)]
+                        ) if ends else empty
         n = max(self.num_nodes, 1)
-        perm = group_by(etype * n + dst, self.num_relations * n)
-        return src[perm], dst[perm], etype[perm], perm
+        perm = group_by(self._relation_ids() * n + dst, self.num_relations * n)
+        return src[perm], dst[perm], perm
 
     @property
     def src(self) -> Tensor:
@@ -135,15 +143,19 @@ class Layout:
         """``[E]`` global destination id of each canonical edge."""
         return self._canonical[1]
 
-    @property
+    @cached_property
     def etype(self) -> Tensor:
-        """``[E]`` relation id of each canonical edge (non-decreasing)."""
-        return self._canonical[2]
+        """``[E]`` relation id of each canonical edge (non-decreasing); built on first use only
+        (the kernels mostly walk :attr:`rel_ptr` segments; 336 MB at ogbn-mag's size)."""
+        return self._relation_ids()
+
+    def _relation_ids(self) -> Tensor:
+        return torch.repeat_interleave(torch.arange(self.num_relations, device=self.device), self.rel_ptr.diff())
 
     @property
     def edge_perm(self) -> Tensor:
         """``[E]`` position of each canonical edge in the relation-by-relation input order."""
-        return self._canonical[3]
+        return self._canonical[2]
 
     def edge_values(self, name: str) -> Tensor:
         """Edge-data field ``name`` in canonical edge order, ``[E, ...]``.
@@ -159,8 +171,12 @@ class Layout:
 
     @cached_property
     def rel_ptr(self) -> Tensor:
-        """``[R + 1]`` segment pointer of the canonical edges by relation."""
-        return segment_ptr(self.etype, self.num_relations)
+        """``[R + 1]`` segment pointer of the canonical edges by relation: relation ``r``'s edges,
+        in relation order (the canonical sort is by relation first)."""
+        counts = torch.tensor([self.graph.edge_index(r).size(1) for r in self.graph.relations], dtype=torch.int64)
+        ptr = torch.zeros(self.num_relations + 1, dtype=torch.int64)
+        torch.cumsum(counts, 0, out=ptr[1:])
+        return ptr.to(self.device)
 
     # ------------------------------------------------------------------ CSR by destination
     @cached_property
@@ -183,6 +199,9 @@ class Layout:
         """The distinct ``(etype, node)`` pairs (``torch.unique``'s result), by one stable
         grouping of the edges, which is also the group CSR of the pair index ``index_name``
         (``presorted``: canonical order already sorts the keys)."""
+        native = self._native_compact(index_name, presorted)
+        if native is not None:
+            return native
         n = max(self.num_nodes, 1)
         keys = self.etype * n + node
         order = None if presorted else group_by(keys, self.num_relations * n)
@@ -192,6 +211,38 @@ class Layout:
         self._group_csr[(index_name, values.numel())] = (starts, order)
         etype = values // n
         return CompactMap(node=values % n, etype=etype, inverse=inverse,
+                          rel_ptr=segment_ptr(etype, self.num_relations), count=starts.diff())
+
+    def _pair_keys(self, index_name: str) -> tuple[Tensor, list[int], list[int]]:
+        """The node ids of a pair map's edges and each relation's node-type offset and count."""
+        side = self.rel_src_type if index_name == "usrc_inv" else self.rel_dst_type
+        node = self.src if index_name == "usrc_inv" else self.dst
+        return node, self.node_offsets[side].tolist(), self.node_offsets.diff()[side].tolist()
+
+    def _num_pairs(self, index_name: str) -> int:
+        """The size of a pair map without building it: the planner asks every graph for its row
+        counts, and a plan that never uses ``unique_src`` (R-GCN aggregates first) should not pay
+        its 42 M-row inverse and grouping at ogbn-mag's size (2.8 s of a 21 s first call)."""
+        built = {"usrc_inv": "unique_src", "udst_inv": "unique_dst"}[index_name]
+        if built in self.__dict__:
+            return getattr(self, built).num_pairs
+        if index_name not in self._pair_counts:
+            counts = relation_pair_counts(self.rel_ptr, *self._pair_keys(index_name))
+            self._pair_counts[index_name] = getattr(self, built).num_pairs if counts is None else int(counts.sum())
+        return self._pair_counts[index_name]
+
+    def _native_compact(self, index_name: str, presorted: bool) -> CompactMap | None:
+        """:meth:`_compact` relation by relation in native code, counting over each relation's own
+        node type (see :func:`~graphcore.grouping.relation_pairs`); None where that does not apply."""
+        keys, offsets, counts = self._pair_keys(index_name)
+        native = relation_pairs(self.rel_ptr, keys, offsets, counts, with_order=not presorted)
+        if native is None:
+            return None
+        pair_node, etype, starts, inverse, order = native
+        if order is None:
+            order = torch.arange(keys.numel(), device=keys.device)
+        self._group_csr[(index_name, pair_node.numel())] = (starts, order)
+        return CompactMap(node=pair_node, etype=etype, inverse=inverse,
                           rel_ptr=segment_ptr(etype, self.num_relations), count=starts.diff())
 
     @cached_property
@@ -214,10 +265,8 @@ class Layout:
     def rows(self, domain: str) -> int:
         """Number of rows of a level-1 domain (a :class:`~codegen.ir.values.Domain` or its name)."""
         domain = Domain(domain)
-        if domain == Domain.USRC:
-            return self.unique_src.num_pairs
-        if domain == Domain.UDST:
-            return self.unique_dst.num_pairs
+        if domain in (Domain.USRC, Domain.UDST):
+            return self._num_pairs("usrc_inv" if domain == Domain.USRC else "udst_inv")
         return {Domain.NODE: self.num_nodes, Domain.EDGE: self.num_edges, Domain.NTYPE: self.num_node_types,
                 Domain.ETYPE: self.num_relations}[domain]
 

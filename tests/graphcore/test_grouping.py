@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from graphcore import grouping
+from graphcore.codegen.errors import GraphError
 from graphcore.grouping import group_by, runs
 from graphcore.testing import random_heterograph
 
@@ -91,3 +92,53 @@ def test_layouts_of_a_large_graph_equal_their_definitions():
         assert torch.equal(rows, torch.sort(inverse, stable=True).indices)
         assert torch.equal(ptr, torch.cat([torch.zeros(1, dtype=torch.int64),
                                            torch.bincount(inverse, minlength=pairs.num_pairs).cumsum(0)]))
+
+
+def _large_graph(seed: int = 3):
+    schema = [("a", "r0", "b"), ("b", "r1", "a"), ("a", "r2", "a"), ("b", "r3", "b"), ("c", "r4", "a")]
+    return random_heterograph({"a": 3000, "b": 2000, "c": 1}, schema, [60000, 50000, 0, 40000, 700], seed=seed)
+
+
+def test_native_relation_passes_equal_the_torch_fallback(monkeypatch):
+    """Canonical order, both pair maps and their groupings, natively and with torch only."""
+    native = _large_graph().layout
+    monkeypatch.setattr(grouping, "_native", lambda: None)
+    fallback = _large_graph().layout
+    for name in ("src", "dst", "etype", "edge_perm", "rel_ptr", "csr_perm", "dst_ptr"):
+        assert torch.equal(getattr(native, name), getattr(fallback, name)), name
+    for pairs, index_name in (("unique_src", "usrc_inv"), ("unique_dst", "udst_inv")):
+        ours, theirs = getattr(native, pairs), getattr(fallback, pairs)
+        for field in ("node", "etype", "inverse", "rel_ptr", "count"):
+            assert torch.equal(getattr(ours, field), getattr(theirs, field)), (pairs, field)
+        for a, b in zip(native.group_csr(index_name, ours.num_pairs), fallback.group_csr(index_name, theirs.num_pairs)):
+            assert torch.equal(a, b), index_name
+
+
+def test_pair_counts_come_without_building_the_pair_maps():
+    """The planner's row counts must not build unique_src (an E-row inverse and grouping)."""
+    layout = _large_graph().layout
+    rows = layout.rows("usrc"), layout.rows("udst")
+    assert "unique_src" not in layout.__dict__ and "unique_dst" not in layout.__dict__
+    assert rows == (layout.unique_src.num_pairs, layout.unique_dst.num_pairs)
+    assert "etype" not in layout.__dict__  # built on first use only
+    assert torch.equal(layout.etype, torch.sort(layout.etype).values)
+
+
+@pytest.mark.parametrize("end", [0, 1])
+def test_an_edge_id_changed_after_construction_is_refused_not_read_out_of_bounds(end):
+    g = _large_graph()
+    g.edge_index(("b", "r3", "b"))[end, 5] = 2000   # "b" has ids 0..1999
+    with pytest.raises(GraphError, match=r"\('b', 'r3', 'b'\) has a node id outside"):
+        g.layout.src
+
+
+def test_pair_keys_out_of_range_are_refused():
+    rel_ptr = torch.tensor([0, 600, 1200])
+    keys = torch.cat([torch.randint(0, 10, (600,)), torch.randint(10, 20, (600,))])
+    keys[900] = 25
+    with pytest.raises(grouping.RelationRangeError, match="relation 1"):
+        grouping.relation_pairs(rel_ptr, keys, [0, 10], [10, 10], with_order=True)
+    keys[900] = 15
+    node, etype, starts, inverse, order = grouping.relation_pairs(rel_ptr, keys, [0, 10], [10, 10], with_order=True)
+    assert torch.equal(node[inverse], keys) and torch.equal(etype[inverse], torch.arange(1200) // 600)
+    assert torch.equal(order, torch.sort(inverse, stable=True).indices)
