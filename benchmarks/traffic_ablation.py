@@ -230,6 +230,9 @@ def main(argv=None) -> dict:
     settings = {k: getattr(args, k)
                 for k in ("data", "dataset", "epochs", "hidden_channels", "graph_channels", "lr", "threads",
                           "seasonal_prior")}
+    # runs before the adjacency embeddings were exempt from weight decay (their virtual edges decayed to 0)
+    # have no such key, so --resume does not mix them with these
+    settings["embedding_weight_decay"] = 0.0
     out = Path(args.out)
     results = []
     if args.resume and out.is_file():
