@@ -142,3 +142,18 @@ def test_pair_keys_out_of_range_are_refused():
     node, etype, starts, inverse, order = grouping.relation_pairs(rel_ptr, keys, [0, 10], [10, 10], with_order=True)
     assert torch.equal(node[inverse], keys) and torch.equal(etype[inverse], torch.arange(1200) // 600)
     assert torch.equal(order, torch.sort(inverse, stable=True).indices)
+
+
+@pytest.mark.parametrize("num_keys", [1, 1000, (1 << 20) // 2])
+def test_group_by_on_two_threads_is_torchs_stable_sort(num_keys):
+    """Above grouping._MIN_PARALLEL_ROWS with 2 threads: per-thread histograms, still stable."""
+    keys = torch.randint(0, num_keys, (grouping._MIN_PARALLEL_ROWS + 12345,), generator=torch.Generator().manual_seed(1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert torch.equal(group_by(keys, num_keys), torch.sort(keys, stable=True).indices)
+        keys[-7] = num_keys
+        with pytest.raises(ValueError, match="keys must lie in"):
+            group_by(keys, num_keys)
+    finally:
+        torch.set_num_threads(threads)
