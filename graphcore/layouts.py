@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from graphcore.codegen.errors import GraphError
-from graphcore.codegen.ir.values import Domain
+from graphcore.codegen.ir.values import INDEX_MAPS, Domain
 from graphcore.grouping import RelationRangeError, group_by, relation_pair_counts, relation_pairs, relation_sort, runs
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ class Layout:
         self.num_relations = graph.num_relations
         self.num_node_types = graph.num_node_types
         self.device = graph.device
-        self._group_csr: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
+        # (ptr, rows) per (index, groups); rows None while the rows are in order (built on request)
+        self._group_csr: dict[tuple[str, int], tuple[Tensor, Tensor | None]] = {}
         self._pair_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ nodes
@@ -206,9 +207,7 @@ class Layout:
         keys = self.etype * n + node
         order = None if presorted else group_by(keys, self.num_relations * n)
         values, starts, inverse = runs(keys, order)
-        if order is None:
-            order = torch.arange(keys.numel(), device=keys.device)
-        self._group_csr[(index_name, values.numel())] = (starts, order)
+        self._group_csr[(index_name, values.numel())] = (starts, order)  # None: in order already
         etype = values // n
         return CompactMap(node=values % n, etype=etype, inverse=inverse,
                           rel_ptr=segment_ptr(etype, self.num_relations), count=starts.diff())
@@ -239,9 +238,7 @@ class Layout:
         if native is None:
             return None
         pair_node, etype, starts, inverse, order = native
-        if order is None:
-            order = torch.arange(keys.numel(), device=keys.device)
-        self._group_csr[(index_name, pair_node.numel())] = (starts, order)
+        self._group_csr[(index_name, pair_node.numel())] = (starts, order)  # None: in order already
         return CompactMap(node=pair_node, etype=etype, inverse=inverse,
                           rel_ptr=segment_ptr(etype, self.num_relations), count=starts.diff())
 
@@ -295,7 +292,11 @@ class Layout:
         """
         key = (index_name, num_groups)
         if key in self._group_csr:
-            return self._group_csr[key]
+            ptr, rows = self._group_csr[key]
+            if rows is None:
+                rows = torch.arange(self.rows(str(INDEX_MAPS[index_name].target)), device=self.device)
+                self._group_csr[key] = (ptr, rows)
+            return ptr, rows
         if index_name == "dst":
             self._group_csr[key] = (self.dst_ptr, self.csr_perm)
             return self._group_csr[key]
@@ -307,7 +308,20 @@ class Layout:
             else:
                 order = group_by(index, num_groups)
             self._group_csr[key] = (segment_ptr(index, num_groups), order)
-        return self._group_csr[key]
+        return self.group_csr(index_name, num_groups)  # the cached entry, rows built if still None
+
+    def group_ptr(self, index_name: str, num_groups: int) -> Tensor:
+        """The group pointer of :meth:`group_csr` alone: for an ordered index map
+        (:class:`~codegen.ir.values.IndexMap`), whose rows are already grouped, the member list is
+        never built (the kernels walk the rows directly)."""
+        key = (index_name, num_groups)
+        if key not in self._group_csr and INDEX_MAPS[index_name].ordered:
+            index = self.index(index_name)  # building a pair map stores its pointer
+            if key not in self._group_csr:
+                self._group_csr[key] = (segment_ptr(index, num_groups), None)
+        if key in self._group_csr:
+            return self._group_csr[key][0]
+        return self.group_csr(index_name, num_groups)[0]
 
     def constant(self, name: str) -> Tensor:
         """Graph constants of the IR (``inv_in_degree``, ``inv_udst_count``) as float64 ``[rows]``."""

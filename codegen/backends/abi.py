@@ -53,7 +53,8 @@ def index_tensors(layout: GraphLayout, abi: Abi) -> list[Tensor]:
             tensors.append(layout.index(name))
         elif kind == "ptr":
             tensors.append(layout.ptr(name))
+        elif kind == "group_ptr":
+            tensors.append(layout.group_ptr(name, layout.rows(str(INDEX_MAPS[name].source))))
         else:
-            ptr, members = layout.group_csr(name, layout.rows(str(INDEX_MAPS[name].source)))
-            tensors.append(ptr if kind == "group_ptr" else members)
+            tensors.append(layout.group_csr(name, layout.rows(str(INDEX_MAPS[name].source)))[1])
     return [t.contiguous() for t in tensors]

@@ -324,7 +324,8 @@ class CFamilyPrinter:
         """CSR pointer and member list of a grouped traversal (None for flat or ``*``)."""
         if k.group_by is None or k.group_by == ALL_ROWS:
             return None, None
-        return self.use_index("group_ptr", k.group_by), self.use_index("group_perm", k.group_by)
+        members = None if INDEX_MAPS[k.group_by].ordered else self.use_index("group_perm", k.group_by)
+        return self.use_index("group_ptr", k.group_by), members
 
     def segment_pointer(self, k: GemmSpec) -> tuple[str | None, str]:
         """The segment pointer and type count of a GEMM (None and "1" for a shared weight)."""

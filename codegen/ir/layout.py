@@ -42,6 +42,10 @@ class GraphLayout(Protocol):
         """Rows grouped by the value of index ``index_name``: ``(ptr [G + 1], rows)``, rows ascending."""
         ...
 
+    def group_ptr(self, index_name: str, num_groups: int) -> Tensor:
+        """``group_csr(index_name, num_groups)[0]`` alone (an ordered map's rows are never built)."""
+        ...
+
     def constant(self, name: str) -> Tensor:
         """Graph constant ``name`` as a float64 vector with one entry per row of its domain."""
         ...

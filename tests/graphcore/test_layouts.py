@@ -98,3 +98,44 @@ def test_group_csr_equals_a_stable_sort_for_every_index_map():
             order = torch.sort(index, stable=True).indices
             assert torch.equal(members, order), name
             assert torch.equal(ptr, segment_ptr(index[order], groups)), name
+
+
+def test_ordered_index_maps_are_non_decreasing_and_need_no_member_list():
+    """The layout contract behind IndexMap.ordered: the printers walk such groups without a
+    member list, so a map marked ordered that is not would reduce the wrong rows."""
+    from graphcore.codegen.ir.values import INDEX_MAPS
+    from graphcore.testing import random_heterograph
+
+    graphs = list(edge_case_graphs().values())
+    graphs.append(random_heterograph({"a": 300, "b": 200}, [("a", "r0", "b"), ("b", "r1", "a"), ("a", "r2", "a")],
+                                     [6000, 5000, 700], seed=5))  # native layout passes
+    ordered = [name for name, m in INDEX_MAPS.items() if m.ordered]
+    assert {"udst_inv", "etype"} <= set(ordered)
+    for g in graphs:
+        for name in ordered:
+            fresh = type(g.layout)(g)  # no cached groupings
+            index = fresh.index(name)
+            assert bool((index[1:] >= index[:-1]).all()), name
+            groups = fresh.rows(INDEX_MAPS[name].source)
+            ptr = fresh.group_ptr(name, groups)
+            assert fresh._group_csr[(name, groups)][1] is None, f"{name}: member list built for group_ptr"
+            full_ptr, members = fresh.group_csr(name, groups)
+            assert torch.equal(ptr, full_ptr) and torch.equal(members, torch.arange(index.numel())), name
+
+
+def test_compiled_kernels_ask_for_no_member_list_of_an_ordered_map():
+    import graphcore as gc
+    from graphcore.codegen.ir.values import INDEX_MAPS
+    from graphcore.testing import random_heterograph
+    from benchmarks.rgnn_layers import build
+
+    g = random_heterograph({"a": 300, "b": 200}, [("a", "r0", "b"), ("b", "r1", "a")], [3000, 2000], seed=2)
+    module, _ = build("rgcn", "graphcore", g, 8, 1)
+    compiled = gc.compile(module, backend="cpu")
+    x = torch.randn(g.num_nodes(), 8, requires_grad=True)
+    out = compiled(g, x)
+    (out.sum() if isinstance(out, torch.Tensor) else sum(v.sum() for v in out.values())).backward()
+    runner = next(iter(compiled._graphcore_plans.values()))
+    indices = [i for e in (runner.forward, runner.backward) for i in e.abi.indices]
+    assert ("group_ptr", "udst_inv") in indices  # R-GCN aggregates first, grouped by pair
+    assert not [name for kind, name in indices if kind == "group_perm" and INDEX_MAPS[name].ordered]

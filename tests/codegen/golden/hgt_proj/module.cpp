@@ -227,8 +227,8 @@ static void forward_k5_gather_typed_linear(void* const* B, const int64_t* const*
 }
 
 static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_dst = I[6];
-  const int64_t* __restrict__ gm_dst = I[7];
+  const int64_t* __restrict__ gm_dst = I[6];
+  const int64_t* __restrict__ gp_dst = I[7];
   const int64_t n_node = rows[0];
   real* __restrict__ v6 = (real*)B[18];
   const int64_t* __restrict__ ix_src = I[8];
@@ -629,8 +629,8 @@ static void backward_k4_typed_linear_ewise_reshape(void* const* B, const int64_t
 }
 
 static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_dst = I[6];
-  const int64_t* __restrict__ gm_dst = I[7];
+  const int64_t* __restrict__ gm_dst = I[6];
+  const int64_t* __restrict__ gp_dst = I[7];
   const int64_t n_node = rows[0];
   real* __restrict__ v56 = (real*)B[37];
   const int64_t* __restrict__ ix_dst = I[8];
@@ -739,7 +739,6 @@ static void backward_k5_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
 
 static void backward_k6_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_etype = I[13];
-  const int64_t* __restrict__ gm_etype = I[14];
   const int64_t n_etype = rows[5];
   real* __restrict__ v70 = (real*)B[39];
   real* __restrict__ v71 = (real*)B[27];
@@ -750,11 +749,7 @@ static void backward_k6_aggregate(void* const* B, const int64_t* const* I, const
     for (int64_t j = 0; j < 3; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_etype[p];
-      if (p + 8 < gp_etype[count]) {
-        const int64_t mp = gm_etype[p + 8];
-        __builtin_prefetch(v70 + (int64_t)(mp) * 3);
-      }
+      const int64_t m = p;
       const real* x1 = v70 + (int64_t)(m) * 3;
       #pragma omp simd
       for (int64_t j = 0; j < 3; ++j) acc2[j] += x1[j];
@@ -765,12 +760,11 @@ static void backward_k6_aggregate(void* const* B, const int64_t* const* I, const
 }
 
 static void backward_k7_gather_ewise_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_udst_inv = I[15];
-  const int64_t* __restrict__ gm_udst_inv = I[16];
+  const int64_t* __restrict__ gp_udst_inv = I[14];
   const int64_t n_udst = rows[3];
-  real* __restrict__ v69 = (real*)B[38];
   real* __restrict__ v6 = (real*)B[30];
   const int64_t* __restrict__ ix_src = I[10];
+  real* __restrict__ v69 = (real*)B[38];
   real* __restrict__ v74 = (real*)B[40];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -779,10 +773,9 @@ static void backward_k7_gather_ewise_aggregate(void* const* B, const int64_t* co
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       if (p + 8 < gp_udst_inv[count]) {
-        const int64_t mp = gm_udst_inv[p + 8];
-        __builtin_prefetch(v69 + (int64_t)(mp) * 3);
+        const int64_t mp = p + 8;
         __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
       }
       const real* x1 = v69 + (int64_t)(m) * 3;
@@ -865,8 +858,8 @@ static void backward_k9_typed_linear_aggregate(void* const* B, const int64_t* co
 }
 
 static void backward_k9_typed_linear_aggregate_scatter(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_udst_node = I[17];
-  const int64_t* __restrict__ gm_udst_node = I[18];
+  const int64_t* __restrict__ gm_udst_node = I[15];
+  const int64_t* __restrict__ gp_udst_node = I[16];
   const int64_t n_node = rows[0];
   real* __restrict__ v77_rows = (real*)B[49];
   real* __restrict__ v77 = (real*)B[41];
@@ -892,8 +885,8 @@ static void backward_k9_typed_linear_aggregate_scatter(void* const* B, const int
 }
 
 static void backward_k10_gather_ewise_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_usrc_inv = I[19];
-  const int64_t* __restrict__ gm_usrc_inv = I[20];
+  const int64_t* __restrict__ gm_usrc_inv = I[17];
+  const int64_t* __restrict__ gp_usrc_inv = I[18];
   const int64_t n_usrc = rows[2];
   real* __restrict__ v56 = (real*)B[37];
   const int64_t* __restrict__ ix_dst = I[8];
@@ -997,8 +990,8 @@ static void backward_k12_typed_linear_aggregate(void* const* B, const int64_t* c
 }
 
 static void backward_k12_typed_linear_aggregate_scatter(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_usrc_node = I[21];
-  const int64_t* __restrict__ gm_usrc_node = I[22];
+  const int64_t* __restrict__ gm_usrc_node = I[19];
+  const int64_t* __restrict__ gp_usrc_node = I[20];
   const int64_t n_node = rows[0];
   real* __restrict__ v81_rows = (real*)B[50];
   real* __restrict__ v81 = (real*)B[43];
@@ -1024,8 +1017,8 @@ static void backward_k12_typed_linear_aggregate_scatter(void* const* B, const in
 }
 
 static void backward_k13_gather_ewise_aggregate_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_src = I[23];
-  const int64_t* __restrict__ gm_src = I[24];
+  const int64_t* __restrict__ gm_src = I[21];
+  const int64_t* __restrict__ gp_src = I[22];
   const int64_t n_node = rows[0];
   real* __restrict__ v69 = (real*)B[38];
   real* __restrict__ v48 = (real*)B[36];
@@ -1060,8 +1053,7 @@ static void backward_k13_gather_ewise_aggregate_reshape(void* const* B, const in
 }
 
 static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_ntype = I[25];
-  const int64_t* __restrict__ gm_ntype = I[26];
+  const int64_t* __restrict__ gp_ntype = I[23];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v50 = (real*)B[6];
   real* __restrict__ v81 = (real*)B[43];
@@ -1086,14 +1078,7 @@ static void backward_k14_aggregate_reshape(void* const* B, const int64_t* const*
     for (int64_t j = 0; j < 6; ++j) acc10[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_ntype[p];
-      if (p + 8 < gp_ntype[count]) {
-        const int64_t mp = gm_ntype[p + 8];
-        __builtin_prefetch(v50 + (int64_t)(mp) * 6);
-        __builtin_prefetch(v81 + (int64_t)(mp) * 6);
-        __builtin_prefetch(v77 + (int64_t)(mp) * 6);
-        __builtin_prefetch(v92 + (int64_t)(mp) * 6);
-      }
+      const int64_t m = p;
       const real* x1 = v50 + (int64_t)(m) * 6;
       const real* x3 = v81 + (int64_t)(m) * 6;
       const real* t4 = x3;

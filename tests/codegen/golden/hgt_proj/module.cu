@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(64) forward_k5_gather_typed_linear(real* __res
   }
 }
 
-__global__ void __launch_bounds__(128) forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v45, real* __restrict__ v32, real* __restrict__ v34, real* __restrict__ v36) {
+__global__ void __launch_bounds__(128) forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(const int64_t* __restrict__ gm_dst, const int64_t* __restrict__ gp_dst, const int64_t n_node, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v45, real* __restrict__ v32, real* __restrict__ v34, real* __restrict__ v36) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     const real c6[1] = {(real)0.7071067811865475};
     real acc8[3];
@@ -628,7 +628,7 @@ __global__ void __launch_bounds__(128) backward_k4_typed_linear_ewise_reshape_ep
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v56, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v45, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v69, real* __restrict__ v70) {
+__global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gm_dst, const int64_t* __restrict__ gp_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v56, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v45, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v69, real* __restrict__ v70) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     const real c13[1] = {(real)0.7071067811865475};
     real acc10[3];
@@ -689,12 +689,12 @@ __global__ void __launch_bounds__(128) backward_k5_gather_dot_ewise_sum_to_aggre
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k6_aggregate(const int64_t* __restrict__ gp_etype, const int64_t* __restrict__ gm_etype, const int64_t n_etype, real* __restrict__ v70, real* __restrict__ v71) {
+__global__ void __launch_bounds__(128) backward_k6_aggregate(const int64_t* __restrict__ gp_etype, const int64_t n_etype, real* __restrict__ v70, real* __restrict__ v71) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_etype; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[3];
     for (int64_t j = 0; j < 3; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
-      const int64_t m = gm_etype[p];
+      const int64_t m = p;
       const real* x1 = v70 + (int64_t)(m) * 3;
       for (int64_t j = 0; j < 3; ++j) acc2[j] += x1[j];
     }
@@ -702,12 +702,12 @@ __global__ void __launch_bounds__(128) backward_k6_aggregate(const int64_t* __re
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k7_gather_ewise_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, real* __restrict__ v69, const int64_t* __restrict__ ix_src, real* __restrict__ v6, real* __restrict__ v74) {
+__global__ void __launch_bounds__(128) backward_k7_gather_ewise_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t n_udst, real* __restrict__ v69, const int64_t* __restrict__ ix_src, real* __restrict__ v6, real* __restrict__ v74) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_udst; i += (int64_t)gridDim.x * blockDim.x) {
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       const real* x1 = v69 + (int64_t)(m) * 3;
       const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
       real t3[6];
@@ -799,7 +799,7 @@ __global__ void __launch_bounds__(64) backward_k9_typed_linear_aggregate(real* _
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k10_gather_ewise_aggregate(const int64_t* __restrict__ gp_usrc_inv, const int64_t* __restrict__ gm_usrc_inv, const int64_t n_usrc, const int64_t* __restrict__ ix_dst, real* __restrict__ v56, real* __restrict__ v32, real* __restrict__ v78) {
+__global__ void __launch_bounds__(128) backward_k10_gather_ewise_aggregate(const int64_t* __restrict__ gm_usrc_inv, const int64_t* __restrict__ gp_usrc_inv, const int64_t n_usrc, const int64_t* __restrict__ ix_dst, real* __restrict__ v56, real* __restrict__ v32, real* __restrict__ v78) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_usrc; i += (int64_t)gridDim.x * blockDim.x) {
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
@@ -896,7 +896,7 @@ __global__ void __launch_bounds__(64) backward_k12_typed_linear_aggregate(real* 
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k13_gather_ewise_aggregate_reshape(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, real* __restrict__ v69, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, real* __restrict__ v92) {
+__global__ void __launch_bounds__(128) backward_k13_gather_ewise_aggregate_reshape(const int64_t* __restrict__ gm_src, const int64_t* __restrict__ gp_src, const int64_t n_node, real* __restrict__ v69, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v48, real* __restrict__ v92) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
@@ -915,7 +915,7 @@ __global__ void __launch_bounds__(128) backward_k13_gather_ewise_aggregate_resha
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k14_aggregate_reshape(const int64_t* __restrict__ gp_ntype, const int64_t* __restrict__ gm_ntype, const int64_t n_ntype, real* __restrict__ v50, real* __restrict__ v81, real* __restrict__ v77, real* __restrict__ v92, real* __restrict__ v83, real* __restrict__ v87, real* __restrict__ v51, real* __restrict__ v84, real* __restrict__ v88, real* __restrict__ v93) {
+__global__ void __launch_bounds__(128) backward_k14_aggregate_reshape(const int64_t* __restrict__ gp_ntype, const int64_t n_ntype, real* __restrict__ v50, real* __restrict__ v81, real* __restrict__ v77, real* __restrict__ v92, real* __restrict__ v83, real* __restrict__ v87, real* __restrict__ v51, real* __restrict__ v84, real* __restrict__ v88, real* __restrict__ v93) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_ntype; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
@@ -926,7 +926,7 @@ __global__ void __launch_bounds__(128) backward_k14_aggregate_reshape(const int6
     real acc10[6];
     for (int64_t j = 0; j < 6; ++j) acc10[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
-      const int64_t m = gm_ntype[p];
+      const int64_t m = p;
       const real* x1 = v50 + (int64_t)(m) * 6;
       const real* x3 = v81 + (int64_t)(m) * 6;
       const real* t4 = x3;
@@ -1224,15 +1224,15 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   GC_LAUNCH(backward_k4_typed_linear_ewise_reshape, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[6], (real*)B[16], (real*)B[49], I[5], rows[4], rows[0]);
   GC_LAUNCH(backward_k4_typed_linear_ewise_reshape_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[49], (real*)B[34], (real*)B[37]);
   GC_LAUNCH(backward_k5_gather_dot_ewise_sum_to_aggregate, gc_blocks(rows[0], 128), 128, stream, I[6], I[7], rows[0], I[8], (real*)B[37], I[9], (real*)B[35], (real*)B[4], I[10], (real*)B[30], I[11], (real*)B[36], I[12], (real*)B[15], (real*)B[38], (real*)B[39]);
-  GC_LAUNCH(backward_k6_aggregate, gc_blocks(rows[5], 128), 128, stream, I[13], I[14], rows[5], (real*)B[39], (real*)B[27]);
-  GC_LAUNCH(backward_k7_gather_ewise_aggregate, gc_blocks(rows[3], 128), 128, stream, I[15], I[16], rows[3], (real*)B[38], I[10], (real*)B[30], (real*)B[40]);
+  GC_LAUNCH(backward_k6_aggregate, gc_blocks(rows[5], 128), 128, stream, I[13], rows[5], (real*)B[39], (real*)B[27]);
+  GC_LAUNCH(backward_k7_gather_ewise_aggregate, gc_blocks(rows[3], 128), 128, stream, I[14], rows[3], (real*)B[38], I[10], (real*)B[30], (real*)B[40]);
   GC_LAUNCH(backward_k8_gather_typed_outer, dim3((rows[5]) * 3, 1, 1), 64, stream, (real*)B[31], (real*)B[40], (real*)B[25], I[3], rows[5], rows[3], I[4]);
   GC_LAUNCH(backward_k9_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 3), 64, stream, (real*)B[40], (real*)B[13], (real*)B[41], I[3], rows[5], rows[3], I[4]);
-  GC_LAUNCH(backward_k10_gather_ewise_aggregate, gc_blocks(rows[2], 128), 128, stream, I[17], I[18], rows[2], I[8], (real*)B[37], (real*)B[4], (real*)B[42]);
+  GC_LAUNCH(backward_k10_gather_ewise_aggregate, gc_blocks(rows[2], 128), 128, stream, I[15], I[16], rows[2], I[8], (real*)B[37], (real*)B[4], (real*)B[42]);
   GC_LAUNCH(backward_k11_gather_typed_outer, dim3((rows[5]) * 3, 1, 1), 64, stream, (real*)B[32], (real*)B[42], (real*)B[26], I[1], rows[5], rows[2], I[2]);
   GC_LAUNCH(backward_k12_typed_linear_aggregate, dim3(gc_blocks(rows[2], 32), 1, 3), 64, stream, (real*)B[42], (real*)B[14], (real*)B[43], I[1], rows[5], rows[2], I[2]);
-  GC_LAUNCH(backward_k13_gather_ewise_aggregate_reshape, gc_blocks(rows[0], 128), 128, stream, I[19], I[20], rows[0], (real*)B[38], I[11], (real*)B[36], (real*)B[44]);
-  GC_LAUNCH(backward_k14_aggregate_reshape, gc_blocks(rows[4], 128), 128, stream, I[21], I[22], rows[4], (real*)B[6], (real*)B[43], (real*)B[41], (real*)B[44], (real*)B[45], (real*)B[46], (real*)B[29], (real*)B[24], (real*)B[22], (real*)B[20]);
+  GC_LAUNCH(backward_k13_gather_ewise_aggregate_reshape, gc_blocks(rows[0], 128), 128, stream, I[17], I[18], rows[0], (real*)B[38], I[11], (real*)B[36], (real*)B[44]);
+  GC_LAUNCH(backward_k14_aggregate_reshape, gc_blocks(rows[4], 128), 128, stream, I[19], rows[4], (real*)B[6], (real*)B[43], (real*)B[41], (real*)B[44], (real*)B[45], (real*)B[46], (real*)B[29], (real*)B[24], (real*)B[22], (real*)B[20]);
   GC_LAUNCH(backward_k15_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[45], (real*)B[23], I[5], rows[4], rows[0]);
   GC_LAUNCH(backward_k16_typed_linear, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[46], (real*)B[9], (real*)B[47], I[5], rows[4], rows[0]);
   GC_LAUNCH(backward_k17_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[46], (real*)B[21], I[5], rows[4], rows[0]);

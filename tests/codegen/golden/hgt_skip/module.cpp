@@ -227,8 +227,8 @@ static void forward_k5_gather_typed_linear(void* const* B, const int64_t* const*
 }
 
 static void forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_dst = I[6];
-  const int64_t* __restrict__ gm_dst = I[7];
+  const int64_t* __restrict__ gm_dst = I[6];
+  const int64_t* __restrict__ gp_dst = I[7];
   const int64_t n_node = rows[0];
   real* __restrict__ v6 = (real*)B[20];
   const int64_t* __restrict__ ix_src = I[8];
@@ -458,12 +458,11 @@ extern "C" int graphcore_forward(void* const* B, const int64_t* const* I, const 
 
 static void backward_k0_gather_ewise_unary_sum_to_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_ntype = I[0];
-  const int64_t* __restrict__ gm_ntype = I[1];
   const int64_t n_ntype = rows[4];
-  real* __restrict__ v38 = (real*)B[1];
   real* __restrict__ v39 = (real*)B[18];
-  const int64_t* __restrict__ ix_ntype = I[2];
+  const int64_t* __restrict__ ix_ntype = I[1];
   real* __restrict__ v42 = (real*)B[19];
+  real* __restrict__ v38 = (real*)B[1];
   real* __restrict__ v58 = (real*)B[7];
   real* __restrict__ v0 = (real*)B[0];
   real* __restrict__ v60 = (real*)B[33];
@@ -480,14 +479,11 @@ static void backward_k0_gather_ewise_unary_sum_to_aggregate(void* const* B, cons
     for (int64_t j = 0; j < 6; ++j) acc21[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_ntype[p];
+      const int64_t m = p;
       if (p + 8 < gp_ntype[count]) {
-        const int64_t mp = gm_ntype[p + 8];
-        __builtin_prefetch(v38 + (int64_t)(mp) * 6);
+        const int64_t mp = p + 8;
         __builtin_prefetch(v39 + (int64_t)(ix_ntype[mp]) * 6);
         __builtin_prefetch(v42 + (int64_t)(ix_ntype[mp]) * 1);
-        __builtin_prefetch(v58 + (int64_t)(mp) * 6);
-        __builtin_prefetch(v0 + (int64_t)(mp) * 6);
       }
       const real* x1 = v38 + (int64_t)(m) * 6;
       const real* x2 = v39 + (int64_t)(ix_ntype[m]) * 6;
@@ -560,7 +556,7 @@ static void backward_k0_gather_ewise_unary_sum_to_aggregate(void* const* B, cons
 static void backward_k1_gather_ewise_reshape_unary(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t n_node = rows[0];
   real* __restrict__ v2 = (real*)B[3];
-  const int64_t* __restrict__ ix_ntype = I[2];
+  const int64_t* __restrict__ ix_ntype = I[1];
   real* __restrict__ v3 = (real*)B[9];
   real* __restrict__ v8 = (real*)B[4];
   real* __restrict__ v9 = (real*)B[11];
@@ -617,11 +613,11 @@ static void backward_k1_gather_ewise_reshape_unary(void* const* B, const int64_t
 static void backward_k2_gather_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v18 = (real*)B[37];
   real* __restrict__ v53 = (real*)B[40];
-  const int64_t* __restrict__ sp_usrc_ptr = I[3];
+  const int64_t* __restrict__ sp_usrc_ptr = I[2];
   const int64_t n_etype = rows[5];
   real* __restrict__ v23 = (real*)B[15];
   const int64_t n_usrc = rows[2];
-  const int64_t* __restrict__ ix_usrc_node = I[4];
+  const int64_t* __restrict__ ix_usrc_node = I[3];
   const int64_t M = n_usrc;
   #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b0 = 0; b0 < M; b0 += 48) {
@@ -654,11 +650,11 @@ static void backward_k2_gather_typed_linear(void* const* B, const int64_t* const
 static void backward_k3_gather_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v12 = (real*)B[36];
   real* __restrict__ v56 = (real*)B[41];
-  const int64_t* __restrict__ sp_udst_ptr = I[5];
+  const int64_t* __restrict__ sp_udst_ptr = I[4];
   const int64_t n_etype = rows[5];
   real* __restrict__ v20 = (real*)B[14];
   const int64_t n_udst = rows[3];
-  const int64_t* __restrict__ ix_udst_node = I[6];
+  const int64_t* __restrict__ ix_udst_node = I[5];
   real* wt = new real[(size_t)(n_etype) * 18];
   for (int64_t t = 0; t < n_etype * 2; ++t) {
     for (int64_t a = 0; a < 3; ++a) for (int64_t b = 0; b < 3; ++b) wt[t * 9 + a * 3 + b] = v20[t * 9 + b * 3 + a];
@@ -697,7 +693,7 @@ static void backward_k4_typed_outer(void* const* B, const int64_t* const* I, con
   real* __restrict__ v36 = (real*)B[38];
   real* __restrict__ v64 = (real*)B[34];
   real* __restrict__ v75 = (real*)B[30];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   const int64_t n_node = rows[0];
   const int64_t M = n_node;
@@ -724,7 +720,7 @@ static void backward_k4_typed_outer(void* const* B, const int64_t* const* I, con
 static void backward_k5_typed_linear_ewise_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v64 = (real*)B[34];
   real* __restrict__ v78 = (real*)B[42];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v37 = (real*)B[17];
   const int64_t n_node = rows[0];
@@ -767,20 +763,20 @@ static void backward_k5_typed_linear_ewise_reshape(void* const* B, const int64_t
 }
 
 static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
+  const int64_t* __restrict__ gm_dst = I[7];
   const int64_t* __restrict__ gp_dst = I[8];
-  const int64_t* __restrict__ gm_dst = I[9];
   const int64_t n_node = rows[0];
   real* __restrict__ v78 = (real*)B[42];
-  const int64_t* __restrict__ ix_dst = I[10];
+  const int64_t* __restrict__ ix_dst = I[9];
   real* __restrict__ v53 = (real*)B[40];
-  const int64_t* __restrict__ ix_usrc_inv = I[11];
+  const int64_t* __restrict__ ix_usrc_inv = I[10];
   real* __restrict__ v32 = (real*)B[5];
   real* __restrict__ v6 = (real*)B[35];
-  const int64_t* __restrict__ ix_src = I[12];
+  const int64_t* __restrict__ ix_src = I[11];
   real* __restrict__ v56 = (real*)B[41];
-  const int64_t* __restrict__ ix_udst_inv = I[13];
+  const int64_t* __restrict__ ix_udst_inv = I[12];
   real* __restrict__ v27 = (real*)B[16];
-  const int64_t* __restrict__ ix_etype = I[14];
+  const int64_t* __restrict__ ix_etype = I[13];
   real* __restrict__ v91 = (real*)B[43];
   real* __restrict__ v92 = (real*)B[44];
   const int64_t count = n_node;
@@ -876,8 +872,7 @@ static void backward_k6_gather_dot_ewise_sum_to_aggregate(void* const* B, const 
 }
 
 static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_etype = I[15];
-  const int64_t* __restrict__ gm_etype = I[16];
+  const int64_t* __restrict__ gp_etype = I[14];
   const int64_t n_etype = rows[5];
   real* __restrict__ v92 = (real*)B[44];
   real* __restrict__ v93 = (real*)B[29];
@@ -888,11 +883,7 @@ static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const
     for (int64_t j = 0; j < 2; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_etype[p];
-      if (p + 8 < gp_etype[count]) {
-        const int64_t mp = gm_etype[p + 8];
-        __builtin_prefetch(v92 + (int64_t)(mp) * 2);
-      }
+      const int64_t m = p;
       const real* x1 = v92 + (int64_t)(m) * 2;
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) acc2[j] += x1[j];
@@ -903,12 +894,11 @@ static void backward_k7_aggregate(void* const* B, const int64_t* const* I, const
 }
 
 static void backward_k8_gather_ewise_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_udst_inv = I[17];
-  const int64_t* __restrict__ gm_udst_inv = I[18];
+  const int64_t* __restrict__ gp_udst_inv = I[15];
   const int64_t n_udst = rows[3];
-  real* __restrict__ v91 = (real*)B[43];
   real* __restrict__ v6 = (real*)B[35];
-  const int64_t* __restrict__ ix_src = I[12];
+  const int64_t* __restrict__ ix_src = I[11];
+  real* __restrict__ v91 = (real*)B[43];
   real* __restrict__ v96 = (real*)B[45];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -917,10 +907,9 @@ static void backward_k8_gather_ewise_aggregate(void* const* B, const int64_t* co
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       if (p + 8 < gp_udst_inv[count]) {
-        const int64_t mp = gm_udst_inv[p + 8];
-        __builtin_prefetch(v91 + (int64_t)(mp) * 2);
+        const int64_t mp = p + 8;
         __builtin_prefetch(v6 + (int64_t)(ix_src[mp]) * 6);
       }
       const real* x1 = v91 + (int64_t)(m) * 2;
@@ -941,10 +930,10 @@ static void backward_k9_gather_typed_outer(void* const* B, const int64_t* const*
   real* __restrict__ v12 = (real*)B[36];
   real* __restrict__ v96 = (real*)B[45];
   real* __restrict__ v98 = (real*)B[27];
-  const int64_t* __restrict__ sp_udst_ptr = I[5];
+  const int64_t* __restrict__ sp_udst_ptr = I[4];
   const int64_t n_etype = rows[5];
   const int64_t n_udst = rows[3];
-  const int64_t* __restrict__ ix_udst_node = I[6];
+  const int64_t* __restrict__ ix_udst_node = I[5];
   const int64_t M = n_udst;
   #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t task = 0; task < n_etype * 2; ++task) {
@@ -969,7 +958,7 @@ static void backward_k9_gather_typed_outer(void* const* B, const int64_t* const*
 static void backward_k10_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v96 = (real*)B[45];
   real* __restrict__ v99_rows = (real*)B[54];
-  const int64_t* __restrict__ sp_udst_ptr = I[5];
+  const int64_t* __restrict__ sp_udst_ptr = I[4];
   const int64_t n_etype = rows[5];
   real* __restrict__ v20 = (real*)B[14];
   const int64_t n_udst = rows[3];
@@ -1003,8 +992,8 @@ static void backward_k10_typed_linear_aggregate(void* const* B, const int64_t* c
 }
 
 static void backward_k10_typed_linear_aggregate_scatter(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_udst_node = I[19];
-  const int64_t* __restrict__ gm_udst_node = I[20];
+  const int64_t* __restrict__ gm_udst_node = I[16];
+  const int64_t* __restrict__ gp_udst_node = I[17];
   const int64_t n_node = rows[0];
   real* __restrict__ v99_rows = (real*)B[54];
   real* __restrict__ v99 = (real*)B[46];
@@ -1030,11 +1019,11 @@ static void backward_k10_typed_linear_aggregate_scatter(void* const* B, const in
 }
 
 static void backward_k11_gather_ewise_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_usrc_inv = I[21];
-  const int64_t* __restrict__ gm_usrc_inv = I[22];
+  const int64_t* __restrict__ gm_usrc_inv = I[18];
+  const int64_t* __restrict__ gp_usrc_inv = I[19];
   const int64_t n_usrc = rows[2];
   real* __restrict__ v78 = (real*)B[42];
-  const int64_t* __restrict__ ix_dst = I[10];
+  const int64_t* __restrict__ ix_dst = I[9];
   real* __restrict__ v32 = (real*)B[5];
   real* __restrict__ v100 = (real*)B[47];
   const int64_t count = n_usrc;
@@ -1068,10 +1057,10 @@ static void backward_k12_gather_typed_outer(void* const* B, const int64_t* const
   real* __restrict__ v18 = (real*)B[37];
   real* __restrict__ v100 = (real*)B[47];
   real* __restrict__ v102 = (real*)B[28];
-  const int64_t* __restrict__ sp_usrc_ptr = I[3];
+  const int64_t* __restrict__ sp_usrc_ptr = I[2];
   const int64_t n_etype = rows[5];
   const int64_t n_usrc = rows[2];
-  const int64_t* __restrict__ ix_usrc_node = I[4];
+  const int64_t* __restrict__ ix_usrc_node = I[3];
   const int64_t M = n_usrc;
   #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t task = 0; task < n_etype * 2; ++task) {
@@ -1096,7 +1085,7 @@ static void backward_k12_gather_typed_outer(void* const* B, const int64_t* const
 static void backward_k13_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v100 = (real*)B[47];
   real* __restrict__ v103_rows = (real*)B[55];
-  const int64_t* __restrict__ sp_usrc_ptr = I[3];
+  const int64_t* __restrict__ sp_usrc_ptr = I[2];
   const int64_t n_etype = rows[5];
   real* __restrict__ v23 = (real*)B[15];
   const int64_t n_usrc = rows[2];
@@ -1135,8 +1124,8 @@ static void backward_k13_typed_linear_aggregate(void* const* B, const int64_t* c
 }
 
 static void backward_k13_typed_linear_aggregate_scatter(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_usrc_node = I[23];
-  const int64_t* __restrict__ gm_usrc_node = I[24];
+  const int64_t* __restrict__ gm_usrc_node = I[20];
+  const int64_t* __restrict__ gp_usrc_node = I[21];
   const int64_t n_node = rows[0];
   real* __restrict__ v103_rows = (real*)B[55];
   real* __restrict__ v103 = (real*)B[48];
@@ -1162,12 +1151,12 @@ static void backward_k13_typed_linear_aggregate_scatter(void* const* B, const in
 }
 
 static void backward_k14_gather_ewise_aggregate_reshape(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_src = I[25];
-  const int64_t* __restrict__ gm_src = I[26];
+  const int64_t* __restrict__ gm_src = I[22];
+  const int64_t* __restrict__ gp_src = I[23];
   const int64_t n_node = rows[0];
   real* __restrict__ v91 = (real*)B[43];
   real* __restrict__ v56 = (real*)B[41];
-  const int64_t* __restrict__ ix_udst_inv = I[13];
+  const int64_t* __restrict__ ix_udst_inv = I[12];
   real* __restrict__ v115 = (real*)B[49];
   const int64_t count = n_node;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -1199,7 +1188,6 @@ static void backward_k14_gather_ewise_aggregate_reshape(void* const* B, const in
 
 static void backward_k15_reshape_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_ntype = I[0];
-  const int64_t* __restrict__ gm_ntype = I[1];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v103 = (real*)B[48];
   real* __restrict__ v99 = (real*)B[46];
@@ -1220,13 +1208,7 @@ static void backward_k15_reshape_aggregate(void* const* B, const int64_t* const*
     for (int64_t j = 0; j < 6; ++j) acc8[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_ntype[p];
-      if (p + 8 < gp_ntype[count]) {
-        const int64_t mp = gm_ntype[p + 8];
-        __builtin_prefetch(v103 + (int64_t)(mp) * 6);
-        __builtin_prefetch(v99 + (int64_t)(mp) * 6);
-        __builtin_prefetch(v115 + (int64_t)(mp) * 6);
-      }
+      const int64_t m = p;
       const real* x1 = v103 + (int64_t)(m) * 6;
       const real* t2 = x1;
       const real* x4 = v99 + (int64_t)(m) * 6;
@@ -1256,7 +1238,7 @@ static void backward_k16_typed_outer(void* const* B, const int64_t* const* I, co
   real* __restrict__ v0 = (real*)B[0];
   real* __restrict__ v105 = (real*)B[50];
   real* __restrict__ v108 = (real*)B[25];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   const int64_t n_node = rows[0];
   const int64_t M = n_node;
@@ -1283,7 +1265,7 @@ static void backward_k16_typed_outer(void* const* B, const int64_t* const* I, co
 static void backward_k17_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v110 = (real*)B[51];
   real* __restrict__ v112 = (real*)B[52];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v7 = (real*)B[10];
   const int64_t n_node = rows[0];
@@ -1323,7 +1305,7 @@ static void backward_k18_typed_outer(void* const* B, const int64_t* const* I, co
   real* __restrict__ v0 = (real*)B[0];
   real* __restrict__ v110 = (real*)B[51];
   real* __restrict__ v113 = (real*)B[23];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   const int64_t n_node = rows[0];
   const int64_t M = n_node;
@@ -1350,7 +1332,7 @@ static void backward_k18_typed_outer(void* const* B, const int64_t* const* I, co
 static void backward_k19_typed_linear(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v115 = (real*)B[49];
   real* __restrict__ v117 = (real*)B[53];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v1 = (real*)B[8];
   const int64_t n_node = rows[0];
@@ -1390,7 +1372,7 @@ static void backward_k20_typed_outer(void* const* B, const int64_t* const* I, co
   real* __restrict__ v0 = (real*)B[0];
   real* __restrict__ v115 = (real*)B[49];
   real* __restrict__ v118 = (real*)B[21];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   const int64_t n_node = rows[0];
   const int64_t M = n_node;
@@ -1417,7 +1399,7 @@ static void backward_k20_typed_outer(void* const* B, const int64_t* const* I, co
 static void backward_k21_typed_linear_ewise(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v105 = (real*)B[50];
   real* __restrict__ v119 = (real*)B[20];
-  const int64_t* __restrict__ sp_node_ptr = I[7];
+  const int64_t* __restrict__ sp_node_ptr = I[6];
   const int64_t n_ntype = rows[4];
   real* __restrict__ v13 = (real*)B[12];
   const int64_t n_node = rows[0];

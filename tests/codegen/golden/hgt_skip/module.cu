@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(64) forward_k5_gather_typed_linear(real* __res
   }
 }
 
-__global__ void __launch_bounds__(128) forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v53, real* __restrict__ v32, real* __restrict__ v34, real* __restrict__ v36) {
+__global__ void __launch_bounds__(128) forward_k6_gather_dot_ewise_edge_softmax_aggregate_reshape_unary(const int64_t* __restrict__ gm_dst, const int64_t* __restrict__ gp_dst, const int64_t n_node, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v53, real* __restrict__ v32, real* __restrict__ v34, real* __restrict__ v36) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     const real c6[1] = {(real)0.5773502691896258};
     real acc8[2];
@@ -427,7 +427,7 @@ extern "C" int graphcore_forward(void* const* B, const int64_t* const* I, const 
   return (int)cudaGetLastError();
 }
 
-__global__ void __launch_bounds__(128) backward_k0_gather_ewise_unary_sum_to_aggregate(const int64_t* __restrict__ gp_ntype, const int64_t* __restrict__ gm_ntype, const int64_t n_ntype, real* __restrict__ v38, const int64_t* __restrict__ ix_ntype, real* __restrict__ v39, real* __restrict__ v42, real* __restrict__ v58, real* __restrict__ v0, real* __restrict__ v60, real* __restrict__ v64, real* __restrict__ v72, real* __restrict__ v73) {
+__global__ void __launch_bounds__(128) backward_k0_gather_ewise_unary_sum_to_aggregate(const int64_t* __restrict__ gp_ntype, const int64_t n_ntype, real* __restrict__ v38, const int64_t* __restrict__ ix_ntype, real* __restrict__ v39, real* __restrict__ v42, real* __restrict__ v58, real* __restrict__ v0, real* __restrict__ v60, real* __restrict__ v64, real* __restrict__ v72, real* __restrict__ v73) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_ntype; i += (int64_t)gridDim.x * blockDim.x) {
     const real c6[1] = {(real)1.0};
     real acc20[1];
@@ -435,7 +435,7 @@ __global__ void __launch_bounds__(128) backward_k0_gather_ewise_unary_sum_to_agg
     real acc21[6];
     for (int64_t j = 0; j < 6; ++j) acc21[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
-      const int64_t m = gm_ntype[p];
+      const int64_t m = p;
       const real* x1 = v38 + (int64_t)(m) * 6;
       const real* x2 = v39 + (int64_t)(ix_ntype[m]) * 6;
       real t3[6];
@@ -700,7 +700,7 @@ __global__ void __launch_bounds__(128) backward_k5_typed_linear_ewise_reshape_ep
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v78, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v53, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v91, real* __restrict__ v92) {
+__global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggregate(const int64_t* __restrict__ gm_dst, const int64_t* __restrict__ gp_dst, const int64_t n_node, const int64_t* __restrict__ ix_dst, real* __restrict__ v78, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v53, real* __restrict__ v32, const int64_t* __restrict__ ix_src, real* __restrict__ v6, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, const int64_t* __restrict__ ix_etype, real* __restrict__ v27, real* __restrict__ v91, real* __restrict__ v92) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     const real c13[1] = {(real)0.5773502691896258};
     real acc10[2];
@@ -761,12 +761,12 @@ __global__ void __launch_bounds__(128) backward_k6_gather_dot_ewise_sum_to_aggre
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k7_aggregate(const int64_t* __restrict__ gp_etype, const int64_t* __restrict__ gm_etype, const int64_t n_etype, real* __restrict__ v92, real* __restrict__ v93) {
+__global__ void __launch_bounds__(128) backward_k7_aggregate(const int64_t* __restrict__ gp_etype, const int64_t n_etype, real* __restrict__ v92, real* __restrict__ v93) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_etype; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[2];
     for (int64_t j = 0; j < 2; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_etype[i]; p < gp_etype[i + 1]; ++p) {
-      const int64_t m = gm_etype[p];
+      const int64_t m = p;
       const real* x1 = v92 + (int64_t)(m) * 2;
       for (int64_t j = 0; j < 2; ++j) acc2[j] += x1[j];
     }
@@ -774,12 +774,12 @@ __global__ void __launch_bounds__(128) backward_k7_aggregate(const int64_t* __re
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k8_gather_ewise_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, real* __restrict__ v91, const int64_t* __restrict__ ix_src, real* __restrict__ v6, real* __restrict__ v96) {
+__global__ void __launch_bounds__(128) backward_k8_gather_ewise_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t n_udst, real* __restrict__ v91, const int64_t* __restrict__ ix_src, real* __restrict__ v6, real* __restrict__ v96) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_udst; i += (int64_t)gridDim.x * blockDim.x) {
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       const real* x1 = v91 + (int64_t)(m) * 2;
       const real* x2 = v6 + (int64_t)(ix_src[m]) * 6;
       real t3[6];
@@ -871,7 +871,7 @@ __global__ void __launch_bounds__(64) backward_k10_typed_linear_aggregate(real* 
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k11_gather_ewise_aggregate(const int64_t* __restrict__ gp_usrc_inv, const int64_t* __restrict__ gm_usrc_inv, const int64_t n_usrc, const int64_t* __restrict__ ix_dst, real* __restrict__ v78, real* __restrict__ v32, real* __restrict__ v100) {
+__global__ void __launch_bounds__(128) backward_k11_gather_ewise_aggregate(const int64_t* __restrict__ gm_usrc_inv, const int64_t* __restrict__ gp_usrc_inv, const int64_t n_usrc, const int64_t* __restrict__ ix_dst, real* __restrict__ v78, real* __restrict__ v32, real* __restrict__ v100) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_usrc; i += (int64_t)gridDim.x * blockDim.x) {
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
@@ -968,7 +968,7 @@ __global__ void __launch_bounds__(64) backward_k13_typed_linear_aggregate(real* 
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k14_gather_ewise_aggregate_reshape(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, real* __restrict__ v91, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, real* __restrict__ v115) {
+__global__ void __launch_bounds__(128) backward_k14_gather_ewise_aggregate_reshape(const int64_t* __restrict__ gm_src, const int64_t* __restrict__ gp_src, const int64_t n_node, real* __restrict__ v91, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v56, real* __restrict__ v115) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     real acc4[6];
     for (int64_t j = 0; j < 6; ++j) acc4[j] = (real)0.0;
@@ -987,7 +987,7 @@ __global__ void __launch_bounds__(128) backward_k14_gather_ewise_aggregate_resha
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k15_reshape_aggregate(const int64_t* __restrict__ gp_ntype, const int64_t* __restrict__ gm_ntype, const int64_t n_ntype, real* __restrict__ v103, real* __restrict__ v99, real* __restrict__ v115, real* __restrict__ v105, real* __restrict__ v110, real* __restrict__ v106, real* __restrict__ v111, real* __restrict__ v116) {
+__global__ void __launch_bounds__(128) backward_k15_reshape_aggregate(const int64_t* __restrict__ gp_ntype, const int64_t n_ntype, real* __restrict__ v103, real* __restrict__ v99, real* __restrict__ v115, real* __restrict__ v105, real* __restrict__ v110, real* __restrict__ v106, real* __restrict__ v111, real* __restrict__ v116) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_ntype; i += (int64_t)gridDim.x * blockDim.x) {
     real acc3[6];
     for (int64_t j = 0; j < 6; ++j) acc3[j] = (real)0.0;
@@ -996,7 +996,7 @@ __global__ void __launch_bounds__(128) backward_k15_reshape_aggregate(const int6
     real acc8[6];
     for (int64_t j = 0; j < 6; ++j) acc8[j] = (real)0.0;
     for (int64_t p = gp_ntype[i]; p < gp_ntype[i + 1]; ++p) {
-      const int64_t m = gm_ntype[p];
+      const int64_t m = p;
       const real* x1 = v103 + (int64_t)(m) * 6;
       const real* t2 = x1;
       const real* x4 = v99 + (int64_t)(m) * 6;
@@ -1289,29 +1289,29 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   if (numel[18] != rows[4] * 6) return -19;
   if (numel[19] != rows[4] * 1) return -20;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  GC_LAUNCH(backward_k0_gather_ewise_unary_sum_to_aggregate, gc_blocks(rows[4], 128), 128, stream, I[0], I[1], rows[4], (real*)B[1], I[2], (real*)B[18], (real*)B[19], (real*)B[7], (real*)B[0], (real*)B[33], (real*)B[34], (real*)B[32], (real*)B[31]);
-  GC_LAUNCH(backward_k1_gather_ewise_reshape_unary, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[3], I[2], (real*)B[9], (real*)B[4], (real*)B[11], (real*)B[6], (real*)B[13], (real*)B[2], (real*)B[35], (real*)B[36], (real*)B[37], (real*)B[38], (real*)B[39]);
-  GC_LAUNCH(backward_k2_gather_typed_linear, dim3(gc_blocks(rows[2], 32), 1, 2), 64, stream, (real*)B[37], (real*)B[15], (real*)B[40], I[3], rows[5], rows[2], I[4]);
-  GC_LAUNCH(backward_k3_gather_typed_linear, dim3(gc_blocks(rows[3], 32), 1, 2), 64, stream, (real*)B[36], (real*)B[14], (real*)B[41], I[5], rows[5], rows[3], I[6]);
-  GC_LAUNCH(backward_k4_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[38], (real*)B[34], (real*)B[30], I[7], rows[4], rows[0]);
-  GC_LAUNCH(backward_k5_typed_linear_ewise_reshape, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[34], (real*)B[17], (real*)B[54], I[7], rows[4], rows[0]);
+  GC_LAUNCH(backward_k0_gather_ewise_unary_sum_to_aggregate, gc_blocks(rows[4], 128), 128, stream, I[0], rows[4], (real*)B[1], I[1], (real*)B[18], (real*)B[19], (real*)B[7], (real*)B[0], (real*)B[33], (real*)B[34], (real*)B[32], (real*)B[31]);
+  GC_LAUNCH(backward_k1_gather_ewise_reshape_unary, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[3], I[1], (real*)B[9], (real*)B[4], (real*)B[11], (real*)B[6], (real*)B[13], (real*)B[2], (real*)B[35], (real*)B[36], (real*)B[37], (real*)B[38], (real*)B[39]);
+  GC_LAUNCH(backward_k2_gather_typed_linear, dim3(gc_blocks(rows[2], 32), 1, 2), 64, stream, (real*)B[37], (real*)B[15], (real*)B[40], I[2], rows[5], rows[2], I[3]);
+  GC_LAUNCH(backward_k3_gather_typed_linear, dim3(gc_blocks(rows[3], 32), 1, 2), 64, stream, (real*)B[36], (real*)B[14], (real*)B[41], I[4], rows[5], rows[3], I[5]);
+  GC_LAUNCH(backward_k4_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[38], (real*)B[34], (real*)B[30], I[6], rows[4], rows[0]);
+  GC_LAUNCH(backward_k5_typed_linear_ewise_reshape, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[34], (real*)B[17], (real*)B[54], I[6], rows[4], rows[0]);
   GC_LAUNCH(backward_k5_typed_linear_ewise_reshape_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[54], (real*)B[39], (real*)B[42]);
-  GC_LAUNCH(backward_k6_gather_dot_ewise_sum_to_aggregate, gc_blocks(rows[0], 128), 128, stream, I[8], I[9], rows[0], I[10], (real*)B[42], I[11], (real*)B[40], (real*)B[5], I[12], (real*)B[35], I[13], (real*)B[41], I[14], (real*)B[16], (real*)B[43], (real*)B[44]);
-  GC_LAUNCH(backward_k7_aggregate, gc_blocks(rows[5], 128), 128, stream, I[15], I[16], rows[5], (real*)B[44], (real*)B[29]);
-  GC_LAUNCH(backward_k8_gather_ewise_aggregate, gc_blocks(rows[3], 128), 128, stream, I[17], I[18], rows[3], (real*)B[43], I[12], (real*)B[35], (real*)B[45]);
-  GC_LAUNCH(backward_k9_gather_typed_outer, dim3((rows[5]) * 2, 1, 1), 64, stream, (real*)B[36], (real*)B[45], (real*)B[27], I[5], rows[5], rows[3], I[6]);
-  GC_LAUNCH(backward_k10_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 2), 64, stream, (real*)B[45], (real*)B[14], (real*)B[46], I[5], rows[5], rows[3], I[6]);
-  GC_LAUNCH(backward_k11_gather_ewise_aggregate, gc_blocks(rows[2], 128), 128, stream, I[19], I[20], rows[2], I[10], (real*)B[42], (real*)B[5], (real*)B[47]);
-  GC_LAUNCH(backward_k12_gather_typed_outer, dim3((rows[5]) * 2, 1, 1), 64, stream, (real*)B[37], (real*)B[47], (real*)B[28], I[3], rows[5], rows[2], I[4]);
-  GC_LAUNCH(backward_k13_typed_linear_aggregate, dim3(gc_blocks(rows[2], 32), 1, 2), 64, stream, (real*)B[47], (real*)B[15], (real*)B[48], I[3], rows[5], rows[2], I[4]);
-  GC_LAUNCH(backward_k14_gather_ewise_aggregate_reshape, gc_blocks(rows[0], 128), 128, stream, I[21], I[22], rows[0], (real*)B[43], I[13], (real*)B[41], (real*)B[49]);
-  GC_LAUNCH(backward_k15_reshape_aggregate, gc_blocks(rows[4], 128), 128, stream, I[0], I[1], rows[4], (real*)B[48], (real*)B[46], (real*)B[49], (real*)B[50], (real*)B[51], (real*)B[26], (real*)B[24], (real*)B[22]);
-  GC_LAUNCH(backward_k16_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[50], (real*)B[25], I[7], rows[4], rows[0]);
-  GC_LAUNCH(backward_k17_typed_linear, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[51], (real*)B[10], (real*)B[52], I[7], rows[4], rows[0]);
-  GC_LAUNCH(backward_k18_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[51], (real*)B[23], I[7], rows[4], rows[0]);
-  GC_LAUNCH(backward_k19_typed_linear, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[49], (real*)B[8], (real*)B[53], I[7], rows[4], rows[0]);
-  GC_LAUNCH(backward_k20_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[49], (real*)B[21], I[7], rows[4], rows[0]);
-  GC_LAUNCH(backward_k21_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[50], (real*)B[12], (real*)B[55], I[7], rows[4], rows[0]);
+  GC_LAUNCH(backward_k6_gather_dot_ewise_sum_to_aggregate, gc_blocks(rows[0], 128), 128, stream, I[7], I[8], rows[0], I[9], (real*)B[42], I[10], (real*)B[40], (real*)B[5], I[11], (real*)B[35], I[12], (real*)B[41], I[13], (real*)B[16], (real*)B[43], (real*)B[44]);
+  GC_LAUNCH(backward_k7_aggregate, gc_blocks(rows[5], 128), 128, stream, I[14], rows[5], (real*)B[44], (real*)B[29]);
+  GC_LAUNCH(backward_k8_gather_ewise_aggregate, gc_blocks(rows[3], 128), 128, stream, I[15], rows[3], (real*)B[43], I[11], (real*)B[35], (real*)B[45]);
+  GC_LAUNCH(backward_k9_gather_typed_outer, dim3((rows[5]) * 2, 1, 1), 64, stream, (real*)B[36], (real*)B[45], (real*)B[27], I[4], rows[5], rows[3], I[5]);
+  GC_LAUNCH(backward_k10_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 2), 64, stream, (real*)B[45], (real*)B[14], (real*)B[46], I[4], rows[5], rows[3], I[5]);
+  GC_LAUNCH(backward_k11_gather_ewise_aggregate, gc_blocks(rows[2], 128), 128, stream, I[16], I[17], rows[2], I[9], (real*)B[42], (real*)B[5], (real*)B[47]);
+  GC_LAUNCH(backward_k12_gather_typed_outer, dim3((rows[5]) * 2, 1, 1), 64, stream, (real*)B[37], (real*)B[47], (real*)B[28], I[2], rows[5], rows[2], I[3]);
+  GC_LAUNCH(backward_k13_typed_linear_aggregate, dim3(gc_blocks(rows[2], 32), 1, 2), 64, stream, (real*)B[47], (real*)B[15], (real*)B[48], I[2], rows[5], rows[2], I[3]);
+  GC_LAUNCH(backward_k14_gather_ewise_aggregate_reshape, gc_blocks(rows[0], 128), 128, stream, I[18], I[19], rows[0], (real*)B[43], I[12], (real*)B[41], (real*)B[49]);
+  GC_LAUNCH(backward_k15_reshape_aggregate, gc_blocks(rows[4], 128), 128, stream, I[0], rows[4], (real*)B[48], (real*)B[46], (real*)B[49], (real*)B[50], (real*)B[51], (real*)B[26], (real*)B[24], (real*)B[22]);
+  GC_LAUNCH(backward_k16_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[50], (real*)B[25], I[6], rows[4], rows[0]);
+  GC_LAUNCH(backward_k17_typed_linear, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[51], (real*)B[10], (real*)B[52], I[6], rows[4], rows[0]);
+  GC_LAUNCH(backward_k18_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[51], (real*)B[23], I[6], rows[4], rows[0]);
+  GC_LAUNCH(backward_k19_typed_linear, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[49], (real*)B[8], (real*)B[53], I[6], rows[4], rows[0]);
+  GC_LAUNCH(backward_k20_typed_outer, dim3((rows[4]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[49], (real*)B[21], I[6], rows[4], rows[0]);
+  GC_LAUNCH(backward_k21_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[50], (real*)B[12], (real*)B[55], I[6], rows[4], rows[0]);
   GC_LAUNCH(backward_k21_typed_linear_ewise_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[55], (real*)B[33], (real*)B[52], (real*)B[53], (real*)B[20]);
   return (int)cudaGetLastError();
 }

@@ -123,8 +123,8 @@ static void forward_k3_gather_typed_linear(void* const* B, const int64_t* const*
 }
 
 static void forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_dst = I[4];
-  const int64_t* __restrict__ gm_dst = I[5];
+  const int64_t* __restrict__ gm_dst = I[4];
+  const int64_t* __restrict__ gp_dst = I[5];
   const int64_t n_node = rows[0];
   real* __restrict__ v18 = (real*)B[4];
   real* __restrict__ v25 = (real*)B[9];
@@ -366,8 +366,8 @@ static void backward_k3_sum_to(void* const* B, const int64_t* const* I, const in
 }
 
 static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_dst = I[4];
-  const int64_t* __restrict__ gm_dst = I[5];
+  const int64_t* __restrict__ gm_dst = I[4];
+  const int64_t* __restrict__ gp_dst = I[5];
   const int64_t n_node = rows[0];
   real* __restrict__ v23 = (real*)B[13];
   const int64_t* __restrict__ ix_usrc_inv = I[6];
@@ -464,7 +464,6 @@ static void backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(void* const*
 
 static void backward_k5_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_udst_inv = I[9];
-  const int64_t* __restrict__ gm_udst_inv = I[10];
   const int64_t n_udst = rows[3];
   real* __restrict__ v45 = (real*)B[16];
   real* __restrict__ v46 = (real*)B[17];
@@ -475,11 +474,7 @@ static void backward_k5_aggregate(void* const* B, const int64_t* const* I, const
     for (int64_t j = 0; j < 2; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_udst_inv[p];
-      if (p + 8 < gp_udst_inv[count]) {
-        const int64_t mp = gm_udst_inv[p + 8];
-        __builtin_prefetch(v45 + (int64_t)(mp) * 2);
-      }
+      const int64_t m = p;
       const real* x1 = v45 + (int64_t)(m) * 2;
       #pragma omp simd
       for (int64_t j = 0; j < 2; ++j) acc2[j] += x1[j];
@@ -558,8 +553,8 @@ static void backward_k7_typed_linear_aggregate(void* const* B, const int64_t* co
 }
 
 static void backward_k7_typed_linear_aggregate_scatter(void* const* B, const int64_t* const* I, const int64_t* rows) {
+  const int64_t* __restrict__ gm_udst_node = I[10];
   const int64_t* __restrict__ gp_udst_node = I[11];
-  const int64_t* __restrict__ gm_udst_node = I[12];
   const int64_t n_node = rows[0];
   real* __restrict__ v49_rows = (real*)B[26];
   real* __restrict__ v49 = (real*)B[19];
@@ -615,8 +610,8 @@ static void backward_k9_weight_matmul(void* const* B, const int64_t* const* I, c
 }
 
 static void backward_k10_gather_ewise_reshape_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
+  const int64_t* __restrict__ gm_usrc_inv = I[12];
   const int64_t* __restrict__ gp_usrc_inv = I[13];
-  const int64_t* __restrict__ gm_usrc_inv = I[14];
   const int64_t n_usrc = rows[2];
   real* __restrict__ v30 = (real*)B[3];
   const int64_t* __restrict__ ix_dst = I[7];
@@ -819,8 +814,8 @@ static void backward_k15_typed_linear_aggregate(void* const* B, const int64_t* c
 }
 
 static void backward_k15_typed_linear_aggregate_scatter(void* const* B, const int64_t* const* I, const int64_t* rows) {
+  const int64_t* __restrict__ gm_usrc_node = I[14];
   const int64_t* __restrict__ gp_usrc_node = I[15];
-  const int64_t* __restrict__ gm_usrc_node = I[16];
   const int64_t n_node = rows[0];
   real* __restrict__ v60_rows = (real*)B[27];
   real* __restrict__ v60 = (real*)B[25];

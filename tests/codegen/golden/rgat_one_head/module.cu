@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(64) forward_k3_gather_typed_linear(real* __res
   }
 }
 
-__global__ void __launch_bounds__(128) forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, real* __restrict__ v18, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v25, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v28, real* __restrict__ v23, real* __restrict__ v13, real* __restrict__ v19) {
+__global__ void __launch_bounds__(128) forward_k4_gather_ewise_reshape_unary_edge_softmax_aggregate(const int64_t* __restrict__ gm_dst, const int64_t* __restrict__ gp_dst, const int64_t n_node, real* __restrict__ v18, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v25, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v28, real* __restrict__ v23, real* __restrict__ v13, real* __restrict__ v19) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     const real* x16 = v18 + (int64_t)(0) * 4;
     real acc6[1];
@@ -377,7 +377,7 @@ __global__ void __launch_bounds__(1) backward_k3_sum_to(const int64_t n_node, re
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(const int64_t* __restrict__ gp_dst, const int64_t* __restrict__ gm_dst, const int64_t n_node, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v23, const int64_t* __restrict__ ix_dst, real* __restrict__ v30, real* __restrict__ v13, real* __restrict__ v25, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v28, real* __restrict__ v45) {
+__global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_aggregate_unary(const int64_t* __restrict__ gm_dst, const int64_t* __restrict__ gp_dst, const int64_t n_node, const int64_t* __restrict__ ix_usrc_inv, real* __restrict__ v23, const int64_t* __restrict__ ix_dst, real* __restrict__ v30, real* __restrict__ v13, real* __restrict__ v25, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v28, real* __restrict__ v45) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     real acc14[1];
     for (int64_t j = 0; j < 1; ++j) acc14[j] = (real)0.0;
@@ -432,12 +432,12 @@ __global__ void __launch_bounds__(128) backward_k4_gather_ewise_reshape_sum_to_a
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k5_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, real* __restrict__ v45, real* __restrict__ v46) {
+__global__ void __launch_bounds__(128) backward_k5_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t n_udst, real* __restrict__ v45, real* __restrict__ v46) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_udst; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[1];
     for (int64_t j = 0; j < 1; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       const real* x1 = v45 + (int64_t)(m) * 1;
       for (int64_t j = 0; j < 1; ++j) acc2[j] += x1[0];
     }
@@ -542,7 +542,7 @@ __global__ void __launch_bounds__(128) backward_k9_weight_matmul(real* __restric
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k10_gather_ewise_reshape_aggregate(const int64_t* __restrict__ gp_usrc_inv, const int64_t* __restrict__ gm_usrc_inv, const int64_t n_usrc, const int64_t* __restrict__ ix_dst, real* __restrict__ v30, real* __restrict__ v13, real* __restrict__ v45, real* __restrict__ v52, real* __restrict__ v55) {
+__global__ void __launch_bounds__(128) backward_k10_gather_ewise_reshape_aggregate(const int64_t* __restrict__ gm_usrc_inv, const int64_t* __restrict__ gp_usrc_inv, const int64_t n_usrc, const int64_t* __restrict__ ix_dst, real* __restrict__ v30, real* __restrict__ v13, real* __restrict__ v45, real* __restrict__ v52, real* __restrict__ v55) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_usrc; i += (int64_t)gridDim.x * blockDim.x) {
     real acc6[1];
     for (int64_t j = 0; j < 1; ++j) acc6[j] = (real)0.0;
@@ -767,12 +767,12 @@ extern "C" int graphcore_backward(void* const* B, const int64_t* const* I, const
   GC_LAUNCH(backward_k2_gather_typed_linear, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[1], (real*)B[15], I[2], rows[5], rows[3], I[3]);
   GC_LAUNCH(backward_k3_sum_to, 1, 1, stream, rows[0], (real*)B[3], (real*)B[12]);
   GC_LAUNCH(backward_k4_gather_ewise_reshape_sum_to_aggregate_unary, gc_blocks(rows[0], 128), 128, stream, I[4], I[5], rows[0], I[6], (real*)B[13], I[7], (real*)B[3], (real*)B[2], (real*)B[14], I[8], (real*)B[15], (real*)B[16]);
-  GC_LAUNCH(backward_k5_aggregate, gc_blocks(rows[3], 128), 128, stream, I[9], I[10], rows[3], (real*)B[16], (real*)B[17]);
+  GC_LAUNCH(backward_k5_aggregate, gc_blocks(rows[3], 128), 128, stream, I[9], rows[3], (real*)B[16], (real*)B[17]);
   GC_LAUNCH(backward_k6_gather_typed_outer, dim3((rows[5]) * 1, 1, 1), 64, stream, (real*)B[0], (real*)B[17], (real*)B[18], I[2], rows[5], rows[3], I[3]);
   GC_LAUNCH(backward_k7_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[17], (real*)B[1], (real*)B[19], I[2], rows[5], rows[3], I[3]);
   GC_LAUNCH(backward_k8_weight_matmul, gc_blocks(100, 128), 128, stream, (real*)B[18], (real*)B[6], (real*)B[20]);
   GC_LAUNCH(backward_k9_weight_matmul, gc_blocks(20, 128), 128, stream, (real*)B[4], (real*)B[18], (real*)B[11]);
-  GC_LAUNCH(backward_k10_gather_ewise_reshape_aggregate, gc_blocks(rows[2], 128), 128, stream, I[11], I[12], rows[2], I[7], (real*)B[3], (real*)B[2], (real*)B[16], (real*)B[21], (real*)B[22]);
+  GC_LAUNCH(backward_k10_gather_ewise_reshape_aggregate, gc_blocks(rows[2], 128), 128, stream, I[10], I[11], rows[2], I[7], (real*)B[3], (real*)B[2], (real*)B[16], (real*)B[21], (real*)B[22]);
   GC_LAUNCH(backward_k11_typed_outer, dim3((rows[5]) * 1, 1, 1), 64, stream, (real*)B[13], (real*)B[21], (real*)B[10], I[0], rows[5], rows[2]);
   GC_LAUNCH(backward_k12_typed_linear_ewise, dim3(gc_blocks(rows[2], 32), 1, 1), 64, stream, (real*)B[21], (real*)B[5], (real*)B[26], I[0], rows[5], rows[2]);
   GC_LAUNCH(backward_k12_typed_linear_ewise_epilogue, gc_blocks(rows[2], 128), 128, stream, rows[2], (real*)B[26], (real*)B[22], (real*)B[23]);

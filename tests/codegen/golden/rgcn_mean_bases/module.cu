@@ -12,12 +12,12 @@ __global__ void __launch_bounds__(128) forward_k0_weight_matmul(real* __restrict
   }
 }
 
-__global__ void __launch_bounds__(128) forward_k1_gather_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, const int64_t* __restrict__ ix_src, real* __restrict__ v0, real* __restrict__ v15) {
+__global__ void __launch_bounds__(128) forward_k1_gather_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t n_udst, const int64_t* __restrict__ ix_src, real* __restrict__ v0, real* __restrict__ v15) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_udst; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       const real* x1 = v0 + (int64_t)(ix_src[m]) * 6;
       for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
     }
@@ -149,9 +149,9 @@ extern "C" int graphcore_forward(void* const* B, const int64_t* const* I, const 
   if (numel[4] != 4) return -5;
   cudaStream_t stream = (cudaStream_t)stream_handle;
   GC_LAUNCH(forward_k0_weight_matmul, gc_blocks(120, 128), 128, stream, (real*)B[1], (real*)B[2], (real*)B[7]);
-  GC_LAUNCH(forward_k1_gather_aggregate, gc_blocks(rows[3], 128), 128, stream, I[0], I[1], rows[3], I[2], (real*)B[0], (real*)B[6]);
-  GC_LAUNCH(forward_k2_typed_linear_ewise_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[6], (real*)B[7], (real*)B[10], I[3], rows[5], rows[3]);
-  GC_LAUNCH(forward_k2_typed_linear_ewise_aggregate_epilogue, gc_blocks(rows[3], 128), 128, stream, rows[3], (real*)B[10], (real*)B[8], I[4], (real*)B[9]);
+  GC_LAUNCH(forward_k1_gather_aggregate, gc_blocks(rows[3], 128), 128, stream, I[0], rows[3], I[1], (real*)B[0], (real*)B[6]);
+  GC_LAUNCH(forward_k2_typed_linear_ewise_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[6], (real*)B[7], (real*)B[10], I[2], rows[5], rows[3]);
+  GC_LAUNCH(forward_k2_typed_linear_ewise_aggregate_epilogue, gc_blocks(rows[3], 128), 128, stream, rows[3], (real*)B[10], (real*)B[8], I[3], (real*)B[9]);
   GC_LAUNCH(forward_k3_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[3], (real*)B[11], rows[0]);
   GC_LAUNCH(forward_k3_typed_linear_ewise_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[11], (real*)B[9], (real*)B[4], (real*)B[5]);
   return (int)cudaGetLastError();
@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(64) backward_k4_typed_outer(real* __restrict__
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k5_gather_aggregate(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v27, real* __restrict__ v30) {
+__global__ void __launch_bounds__(128) backward_k5_gather_aggregate(const int64_t* __restrict__ gm_src, const int64_t* __restrict__ gp_src, const int64_t n_node, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v27, real* __restrict__ v30) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;

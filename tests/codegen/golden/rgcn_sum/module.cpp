@@ -5,10 +5,9 @@ typedef double real;
 
 static void forward_k0_gather_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   const int64_t* __restrict__ gp_udst_inv = I[0];
-  const int64_t* __restrict__ gm_udst_inv = I[1];
   const int64_t n_udst = rows[3];
   real* __restrict__ v0 = (real*)B[0];
-  const int64_t* __restrict__ ix_src = I[2];
+  const int64_t* __restrict__ ix_src = I[1];
   real* __restrict__ v10 = (real*)B[5];
   const int64_t count = n_udst;
   #pragma omp parallel for schedule(dynamic, 64)
@@ -17,9 +16,9 @@ static void forward_k0_gather_aggregate(void* const* B, const int64_t* const* I,
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
       asm volatile("");
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       if (p + 8 < gp_udst_inv[count]) {
-        const int64_t mp = gm_udst_inv[p + 8];
+        const int64_t mp = p + 8;
         __builtin_prefetch(v0 + (int64_t)(ix_src[mp]) * 6);
       }
       const real* x1 = v0 + (int64_t)(ix_src[m]) * 6;
@@ -34,7 +33,7 @@ static void forward_k0_gather_aggregate(void* const* B, const int64_t* const* I,
 static void forward_k1_typed_linear_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
   real* __restrict__ v10 = (real*)B[5];
   real* __restrict__ v12_rows = (real*)B[7];
-  const int64_t* __restrict__ sp_udst_ptr = I[3];
+  const int64_t* __restrict__ sp_udst_ptr = I[2];
   const int64_t n_etype = rows[5];
   real* __restrict__ v2 = (real*)B[1];
   const int64_t n_udst = rows[3];
@@ -66,8 +65,8 @@ static void forward_k1_typed_linear_aggregate(void* const* B, const int64_t* con
 }
 
 static void forward_k1_typed_linear_aggregate_scatter(void* const* B, const int64_t* const* I, const int64_t* rows) {
+  const int64_t* __restrict__ gm_udst_node = I[3];
   const int64_t* __restrict__ gp_udst_node = I[4];
-  const int64_t* __restrict__ gm_udst_node = I[5];
   const int64_t n_node = rows[0];
   real* __restrict__ v12_rows = (real*)B[7];
   real* __restrict__ v12 = (real*)B[6];
@@ -272,8 +271,8 @@ static void backward_k3_gather_typed_outer(void* const* B, const int64_t* const*
 }
 
 static void backward_k4_gather_aggregate(void* const* B, const int64_t* const* I, const int64_t* rows) {
-  const int64_t* __restrict__ gp_src = I[2];
-  const int64_t* __restrict__ gm_src = I[3];
+  const int64_t* __restrict__ gm_src = I[2];
+  const int64_t* __restrict__ gp_src = I[3];
   const int64_t n_node = rows[0];
   real* __restrict__ v18 = (real*)B[10];
   const int64_t* __restrict__ ix_udst_inv = I[4];

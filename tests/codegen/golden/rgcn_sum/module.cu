@@ -3,12 +3,12 @@
 
 typedef double real;
 
-__global__ void __launch_bounds__(128) forward_k0_gather_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t* __restrict__ gm_udst_inv, const int64_t n_udst, const int64_t* __restrict__ ix_src, real* __restrict__ v0, real* __restrict__ v10) {
+__global__ void __launch_bounds__(128) forward_k0_gather_aggregate(const int64_t* __restrict__ gp_udst_inv, const int64_t n_udst, const int64_t* __restrict__ ix_src, real* __restrict__ v0, real* __restrict__ v10) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_udst; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
     for (int64_t p = gp_udst_inv[i]; p < gp_udst_inv[i + 1]; ++p) {
-      const int64_t m = gm_udst_inv[p];
+      const int64_t m = p;
       const real* x1 = v0 + (int64_t)(ix_src[m]) * 6;
       for (int64_t j = 0; j < 6; ++j) acc2[j] += x1[j];
     }
@@ -128,8 +128,8 @@ extern "C" int graphcore_forward(void* const* B, const int64_t* const* I, const 
   if (numel[2] != 30) return -3;
   if (numel[3] != 5) return -4;
   cudaStream_t stream = (cudaStream_t)stream_handle;
-  GC_LAUNCH(forward_k0_gather_aggregate, gc_blocks(rows[3], 128), 128, stream, I[0], I[1], rows[3], I[2], (real*)B[0], (real*)B[5]);
-  GC_LAUNCH(forward_k1_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[5], (real*)B[1], (real*)B[6], I[3], rows[5], rows[3], I[4]);
+  GC_LAUNCH(forward_k0_gather_aggregate, gc_blocks(rows[3], 128), 128, stream, I[0], rows[3], I[1], (real*)B[0], (real*)B[5]);
+  GC_LAUNCH(forward_k1_typed_linear_aggregate, dim3(gc_blocks(rows[3], 32), 1, 1), 64, stream, (real*)B[5], (real*)B[1], (real*)B[6], I[2], rows[5], rows[3], I[3]);
   GC_LAUNCH(forward_k2_typed_linear_ewise, dim3(gc_blocks(rows[0], 32), 1, 1), 64, stream, (real*)B[0], (real*)B[2], (real*)B[7], rows[0]);
   GC_LAUNCH(forward_k2_typed_linear_ewise_epilogue, gc_blocks(rows[0], 128), 128, stream, rows[0], (real*)B[7], (real*)B[6], (real*)B[3], (real*)B[4]);
   return (int)cudaGetLastError();
@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(64) backward_k3_gather_typed_outer(real* __res
   }
 }
 
-__global__ void __launch_bounds__(128) backward_k4_gather_aggregate(const int64_t* __restrict__ gp_src, const int64_t* __restrict__ gm_src, const int64_t n_node, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v18, real* __restrict__ v21) {
+__global__ void __launch_bounds__(128) backward_k4_gather_aggregate(const int64_t* __restrict__ gm_src, const int64_t* __restrict__ gp_src, const int64_t n_node, const int64_t* __restrict__ ix_udst_inv, real* __restrict__ v18, real* __restrict__ v21) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_node; i += (int64_t)gridDim.x * blockDim.x) {
     real acc2[6];
     for (int64_t j = 0; j < 6; ++j) acc2[j] = (real)0.0;
