@@ -100,7 +100,7 @@ def measure(system: str, spec: str, model: str, variant: str, d: int, heads: int
     started = time.perf_counter()
     graph = load_graph(spec).to(device)
     impl = "graphcore" if system in ("compiled", "eager", "eager_compile") else variant
-    module, run = build_peer(model, impl, graph, d, heads)
+    module, run = build_peer(model, impl, graph, d, heads, prepare=system != "compiled")
     module = module.to(device)
     executables = []
     if system == "compiled":
