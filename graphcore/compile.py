@@ -28,13 +28,13 @@ from graphcore import ops
 from graphcore.codegen import backends
 from graphcore.codegen.driver.plan import Plan, build_plan
 from graphcore.codegen.driver.runner import PlanRunner
-from graphcore.huge_pages import enable_huge_pages
 from graphcore.codegen.errors import CompileError, GraphError
 from graphcore.codegen.ir.program import Program
 from graphcore.codegen.passes.context import GraphStats
 from graphcore.codegen.passes.registry import resolve_passes
 from graphcore.codegen.runtime.workspace import WorkspacePool
 from graphcore.graph import HeteroGraph
+from graphcore.huge_pages import enable_huge_pages
 from graphcore.trace import EDGE_INPUT_PREFIX, EagerStep, Ref, Region, Segments, trace, trace_segments
 
 

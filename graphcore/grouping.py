@@ -215,30 +215,29 @@ _MIN_PARALLEL_ROWS = 1 << 20
 # (measured, one thread: 2,000 rows 81 -> 11 us, 12,000 rows (a sampled batch) 675 -> 74 us)
 
 
+_P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+# name (C symbol gc_<name>) -> (return type, argument types)
+_SIGNATURES = {
+    "group_by": (_INT, (_P, _I64, _I64, _P)),
+    "group_by_parallel": (_INT, (_P, _I64, _I64, _INT, _P)),
+    "runs": (_I64, (_P, _P, _I64, _P, _P, _P)),
+    "relation_sort": (_I64, (_I64, _P, _P, _P, _P, _P, _P, _P, _INT, _P, _P, _P)),
+    "pairs_count": (_I64, (_I64, _P, _P, _P, _P, _INT, _P)),
+    "pairs_fill": (_I64, (_I64, _P, _P, _P, _P, _P, _INT, _P, _P, _P, _P, _P)),
+}
+
+
 @functools.cache
 def _native() -> _Native | None:
-    """The loaded ``gc_group_by`` and ``gc_runs`` functions, or None when no C++ compiler is available."""
+    """The loaded native functions (:data:`_SIGNATURES`), or None when no C++ compiler is available."""
     try:
         lib = load_library(_SOURCE, Toolchain("g++", _FLAGS), _ABI)
     except BuildError:
         return None
-    fn = getattr(lib, NATIVE_SYMBOL)
-    fn.restype = ctypes.c_int
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
-    walk = lib.gc_runs
-    walk.restype = ctypes.c_int64
-    walk.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                     ctypes.c_void_p)
-    functions = {"group_by": fn, "runs": walk}
-    ptr, i64, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    functions["group_by_parallel"] = lib.gc_group_by_parallel
-    functions["group_by_parallel"].restype = ctypes.c_int
-    functions["group_by_parallel"].argtypes = (ptr, i64, i64, threads, ptr)
-    for name, argtypes in (("relation_sort", (i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, threads, ptr, ptr, ptr)),
-                           ("pairs_count", (i64, ptr, ptr, ptr, ptr, threads, ptr)),
-                           ("pairs_fill", (i64, ptr, ptr, ptr, ptr, ptr, threads, ptr, ptr, ptr, ptr, ptr))):
+    functions = {}
+    for name, (restype, argtypes) in _SIGNATURES.items():
         functions[name] = getattr(lib, f"gc_{name}")
-        functions[name].restype, functions[name].argtypes = i64, argtypes
+        functions[name].restype, functions[name].argtypes = restype, argtypes
     return _Native(**functions)
 
 
@@ -345,9 +344,11 @@ def relation_pairs(rel_ptr: Tensor, keys: Tensor, offset: list[int], count: list
                            torch.empty(pairs + 1, dtype=torch.int64))
     inverse = torch.empty(edges, dtype=torch.int64)
     order = torch.empty(edges, dtype=torch.int64) if with_order else None
-    fn.pairs_fill(num_relations, rel_ptr.data_ptr(), keys.data_ptr(), offset.data_ptr(), count.data_ptr(),
-                  pair_ptr.data_ptr(), threads, node.data_ptr(), etype.data_ptr(), starts.data_ptr(),
-                  inverse.data_ptr(), None if order is None else order.data_ptr())
+    status = fn.pairs_fill(num_relations, rel_ptr.data_ptr(), keys.data_ptr(), offset.data_ptr(), count.data_ptr(),
+                           pair_ptr.data_ptr(), threads, node.data_ptr(), etype.data_ptr(), starts.data_ptr(),
+                           inverse.data_ptr(), None if order is None else order.data_ptr())
+    if status:
+        raise RelationRangeError(status - 1)
     return node, etype, starts, inverse, order
 
 
@@ -357,9 +358,7 @@ def group_by(keys: Tensor, num_keys: int) -> Tensor:
     Equal to ``torch.sort(keys, stable=True).indices``; ``O(len + num_keys)`` on CPU.
     """
     n = keys.numel()
-    fn = None
-    if keys.device.type == "cpu" and n >= _MIN_NATIVE_ROWS and num_keys <= _MAX_KEYS_PER_ROW * n + min(64 * n, 1 << 22):
-        fn = _native()
+    fn = _native_for(n, keys.device) if num_keys <= _MAX_KEYS_PER_ROW * n + min(64 * n, 1 << 22) else None
     if fn is None:
         return torch.sort(keys, stable=True).indices
     keys = keys.to(torch.int64).contiguous()
@@ -380,7 +379,7 @@ def runs(keys: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tensor, Ten
     inverse [len])`` with ``values[inverse] == keys``. One native pass on CPU (a sampled batch's
     12,000 keys: about 20 torch ops fewer per pair map); torch ops elsewhere."""
     n = keys.numel()
-    fn = _native() if keys.device.type == "cpu" and n >= _MIN_NATIVE_ROWS else None
+    fn = _native_for(n, keys.device)
     if fn is not None:
         keys = keys.to(torch.int64).contiguous()
         order = None if order is None else order.to(torch.int64).contiguous()

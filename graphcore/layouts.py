@@ -199,17 +199,20 @@ class Layout:
     def _compact(self, node: Tensor, index_name: str, presorted: bool) -> CompactMap:
         """The distinct ``(etype, node)`` pairs (``torch.unique``'s result), by one stable
         grouping of the edges, which is also the group CSR of the pair index ``index_name``
-        (``presorted``: canonical order already sorts the keys)."""
-        native = self._native_compact(index_name, presorted)
+        (``presorted``: canonical order already sorts the keys). Natively relation by relation,
+        counting over each relation's own node type (:func:`~graphcore.grouping.relation_pairs`),
+        or with torch where that does not apply."""
+        native = relation_pairs(self.rel_ptr, *self._pair_keys(index_name), with_order=not presorted)
         if native is not None:
-            return native
-        n = max(self.num_nodes, 1)
-        keys = self.etype * n + node
-        order = None if presorted else group_by(keys, self.num_relations * n)
-        values, starts, inverse = runs(keys, order)
-        self._group_csr[(index_name, values.numel())] = (starts, order)  # None: in order already
-        etype = values // n
-        return CompactMap(node=values % n, etype=etype, inverse=inverse,
+            pair_node, etype, starts, inverse, order = native
+        else:
+            n = max(self.num_nodes, 1)
+            keys = self.etype * n + node
+            order = None if presorted else group_by(keys, self.num_relations * n)
+            values, starts, inverse = runs(keys, order)
+            pair_node, etype = values % n, values // n
+        self._group_csr[(index_name, pair_node.numel())] = (starts, order)  # None: in order already
+        return CompactMap(node=pair_node, etype=etype, inverse=inverse,
                           rel_ptr=segment_ptr(etype, self.num_relations), count=starts.diff())
 
     def _pair_keys(self, index_name: str) -> tuple[Tensor, list[int], list[int]]:
@@ -229,18 +232,6 @@ class Layout:
             counts = relation_pair_counts(self.rel_ptr, *self._pair_keys(index_name))
             self._pair_counts[index_name] = getattr(self, built).num_pairs if counts is None else int(counts.sum())
         return self._pair_counts[index_name]
-
-    def _native_compact(self, index_name: str, presorted: bool) -> CompactMap | None:
-        """:meth:`_compact` relation by relation in native code, counting over each relation's own
-        node type (see :func:`~graphcore.grouping.relation_pairs`); None where that does not apply."""
-        keys, offsets, counts = self._pair_keys(index_name)
-        native = relation_pairs(self.rel_ptr, keys, offsets, counts, with_order=not presorted)
-        if native is None:
-            return None
-        pair_node, etype, starts, inverse, order = native
-        self._group_csr[(index_name, pair_node.numel())] = (starts, order)  # None: in order already
-        return CompactMap(node=pair_node, etype=etype, inverse=inverse,
-                          rel_ptr=segment_ptr(etype, self.num_relations), count=starts.diff())
 
     @cached_property
     def unique_src(self) -> CompactMap:
@@ -290,38 +281,31 @@ class Layout:
         ``rows[ptr[g]:ptr[g + 1]]`` are the positions ``i`` with ``index[i] == g``, ascending, so
         a reduction over each group can run in a fixed order without atomics.
         """
-        key = (index_name, num_groups)
-        if key in self._group_csr:
-            ptr, rows = self._group_csr[key]
-            if rows is None:
-                rows = torch.arange(self.rows(str(INDEX_MAPS[index_name].target)), device=self.device)
-                self._group_csr[key] = (ptr, rows)
-            return ptr, rows
-        if index_name == "dst":
-            self._group_csr[key] = (self.dst_ptr, self.csr_perm)
-            return self._group_csr[key]
-        index = self.index(index_name)  # building a pair map also groups its inverse (usrc_inv, udst_inv)
-        if key not in self._group_csr:
-            if index.numel() < 2 or bool((index[1:] >= index[:-1]).all()):
-                # already grouped (etype: canonical edges are sorted by (etype, dst)): an O(E) check
-                order = torch.arange(index.numel(), device=index.device)
-            else:
-                order = group_by(index, num_groups)
-            self._group_csr[key] = (segment_ptr(index, num_groups), order)
-        return self.group_csr(index_name, num_groups)  # the cached entry, rows built if still None
+        ptr, rows = self._grouping(index_name, num_groups)
+        if rows is None:
+            rows = torch.arange(self.rows(str(INDEX_MAPS[index_name].target)), device=self.device)
+            self._group_csr[(index_name, num_groups)] = (ptr, rows)
+        return ptr, rows
 
     def group_ptr(self, index_name: str, num_groups: int) -> Tensor:
         """The group pointer of :meth:`group_csr` alone: for an ordered index map
         (:class:`~codegen.ir.values.IndexMap`), whose rows are already grouped, the member list is
         never built (the kernels walk the rows directly)."""
+        return self._grouping(index_name, num_groups)[0]
+
+    def _grouping(self, index_name: str, num_groups: int) -> tuple[Tensor, Tensor | None]:
+        """The cached ``(ptr, rows)`` of a grouping; rows None while they are in order (an ordered
+        map, or a pair map over presorted keys)."""
         key = (index_name, num_groups)
-        if key not in self._group_csr and INDEX_MAPS[index_name].ordered:
-            index = self.index(index_name)  # building a pair map stores its pointer
-            if key not in self._group_csr:
-                self._group_csr[key] = (segment_ptr(index, num_groups), None)
-        if key in self._group_csr:
-            return self._group_csr[key][0]
-        return self.group_csr(index_name, num_groups)[0]
+        if key not in self._group_csr:
+            if index_name == "dst":
+                self._group_csr[key] = (self.dst_ptr, self.csr_perm)
+            else:
+                index = self.index(index_name)  # building a pair map also groups its inverse (usrc_inv, udst_inv)
+                if key not in self._group_csr:
+                    rows = None if INDEX_MAPS[index_name].ordered else group_by(index, num_groups)
+                    self._group_csr[key] = (segment_ptr(index, num_groups), rows)
+        return self._group_csr[key]
 
     def constant(self, name: str) -> Tensor:
         """Graph constants of the IR (``inv_in_degree``, ``inv_udst_count``) as float64 ``[rows]``."""
